@@ -1,0 +1,2 @@
+//! Placeholder replaced by the contention sweep.
+fn main() {}

@@ -1,0 +1,332 @@
+//! The SCQ index ring: a lock-free FIFO of small integers.
+//!
+//! This is the "scalable circular queue" of R. Nikolaev, *A Scalable,
+//! Portable, and Memory-Efficient Lock-Free FIFO Queue*, DISC 2019
+//! (Figure 8, SCQ with a threshold), transcribed for 64-bit entries.
+//!
+//! A ring of `2n` entries stores at most `n` distinct indices, each below
+//! `n`. Producers and consumers take tickets with fetch-and-add on `tail` and
+//! `head`; ticket `t` maps to entry `t mod 2n` in *cycle* `t / 2n`. Each entry
+//! packs `(cycle, is_safe, index)` into one `AtomicU64` and changes only by
+//! compare-and-swap (or an OR that clears the index), so an operation never
+//! waits for another: a consumer that arrives at an entry its producer has not
+//! filled yet marks the entry so that the late producer must take a new
+//! ticket. The `threshold` counter bounds how far consumers may run ahead of
+//! producers, which makes the ring livelock-free (lock-free, not just
+//! obstruction-free).
+//!
+//! Bit 63 of `tail` is the `CLOSED` bit: once set, every enqueue that takes a
+//! ticket sees it in the value its fetch-and-add returns and fails. It both
+//! closes a bounded queue and *finalizes* a ring of the unbounded queue (LSCQ).
+//!
+//! # Memory ordering
+//! Every operation on `head`, `tail`, `threshold` and the entries is `SeqCst`.
+//! The proof in the paper assumes sequential consistency, and the algorithm
+//! relies on it across variables: an enqueuer that finds an unsafe entry
+//! compares its ticket with `head` (a store-buffering pattern with the
+//! consumer that marked the entry and then moves `head`), and a consumer
+//! that finds an empty entry compares with `tail`. Acquire/release alone
+//! does not order those pairs. On x86-64 every read-modify-write is already
+//! a full barrier and `SeqCst` loads are plain loads, so this costs nothing
+//! there. The entry CAS that publishes an index also publishes the value the
+//! producer wrote to that index's slot (release half of `SeqCst`), and the
+//! consumer's load of the entry acquires it.
+
+use crate::sync::{AtomicI64, AtomicU64, CachePadded, Ordering::SeqCst};
+
+/// Bit 63 of `tail`: the ring is closed (bounded queue) or finalized (LSCQ).
+const CLOSED: u64 = 1 << 63;
+
+/// Why an enqueue did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RingClosed;
+
+/// A lock-free FIFO of indices in `0..n`, holding at most `n` of them.
+#[derive(Debug)]
+pub(crate) struct IndexRing {
+    head: CachePadded<AtomicU64>,
+    tail: CachePadded<AtomicU64>,
+    threshold: CachePadded<AtomicI64>,
+    entries: Box<[AtomicU64]>,
+    /// log2 of the number of entries (`2n`).
+    order: u32,
+    /// The threshold value a successful enqueue restores: `3n - 1`.
+    threshold_max: i64,
+}
+
+/// One entry decoded: `(cycle, is_safe, index)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    cycle: u64,
+    safe: bool,
+    index: u64,
+}
+
+impl IndexRing {
+    /// An empty ring for indices in `0..n`. `n` must be a power of two.
+    pub(crate) fn new_empty(n: usize) -> Self {
+        debug_assert!(n.is_power_of_two() && n <= crate::queue::MAX_CAPACITY);
+        let size = 2 * n;
+        let order = size.trailing_zeros();
+        // Entries start in cycle 0, safe and empty; counters start at `size`
+        // (cycle 1), so the first pass of tickets finds older-cycle entries.
+        let empty = ((1u64) << order) | (size as u64 - 1);
+        let entries = (0..size).map(|_| AtomicU64::new(empty)).collect();
+        IndexRing {
+            head: CachePadded::new(AtomicU64::new(size as u64)),
+            tail: CachePadded::new(AtomicU64::new(size as u64)),
+            threshold: CachePadded::new(AtomicI64::new(-1)),
+            entries,
+            order,
+            threshold_max: 3 * n as i64 - 1,
+        }
+    }
+
+    /// A ring that already holds `0..count` in order, as if enqueued one by
+    /// one on an empty ring (used for the free-index ring).
+    pub(crate) fn new_full(n: usize, count: usize) -> Self {
+        let ring = Self::new_empty(n);
+        for index in 0..count {
+            // Cannot fail: a fresh ring is not closed and has room for `n`.
+            let _ = ring.enqueue(index as u64);
+        }
+        ring
+    }
+
+    fn size(&self) -> u64 {
+        1u64 << self.order
+    }
+
+    /// The empty marker `⊥`: every index bit set.
+    fn bottom(&self) -> u64 {
+        self.size() - 1
+    }
+
+    fn decode(&self, raw: u64) -> Entry {
+        Entry {
+            cycle: raw >> (self.order + 1),
+            safe: raw & (1 << self.order) != 0,
+            index: raw & self.bottom(),
+        }
+    }
+
+    fn encode(&self, entry: Entry) -> u64 {
+        (entry.cycle << (self.order + 1)) | (u64::from(entry.safe) << self.order) | entry.index
+    }
+
+    fn cycle_of(&self, ticket: u64) -> u64 {
+        ticket >> self.order
+    }
+
+    /// The entry for a ticket. Consecutive tickets are spread over different
+    /// cache lines (the paper's `cache_remap`), so neighbouring producers and
+    /// consumers do not false-share a line.
+    fn entry(&self, ticket: u64) -> &AtomicU64 {
+        const PER_LINE_BITS: u32 = 4; // 16 entries of 8 bytes per 128-byte pair of lines
+        let position = ticket & self.bottom();
+        let slot = if self.order > PER_LINE_BITS {
+            let lines_bits = self.order - PER_LINE_BITS;
+            let line = position & ((1 << lines_bits) - 1);
+            let within = position >> lines_bits;
+            (line << PER_LINE_BITS) | within
+        } else {
+            position
+        };
+        &self.entries[slot as usize]
+    }
+
+    /// Appends `index` (which must be below `n`).
+    ///
+    /// Fails only when the ring is closed; a ring never holds more than `n`
+    /// indices because only `n` distinct ones exist, which is what makes
+    /// `2n` entries always enough.
+    pub(crate) fn enqueue(&self, index: u64) -> Result<(), RingClosed> {
+        self.enqueue_inner(index, false)
+    }
+
+    /// Appends `index` even when the ring is closed (the ring protocol does
+    /// not depend on the bit). For `force_push`, which must put the slot it
+    /// took back.
+    pub(crate) fn enqueue_ignoring_close(&self, index: u64) {
+        // Cannot fail: closure is ignored.
+        let _ = self.enqueue_inner(index, true);
+    }
+
+    fn enqueue_inner(&self, index: u64, ignore_close: bool) -> Result<(), RingClosed> {
+        debug_assert!(index < self.bottom());
+        loop {
+            // SeqCst: see the module docs; the ticket order and the CLOSED bit
+            // must be in the single total order with the entry updates.
+            let raw = self.tail.fetch_add(1, SeqCst);
+            if raw & CLOSED != 0 && !ignore_close {
+                return Err(RingClosed);
+            }
+            let ticket = raw & !CLOSED;
+            if self.try_fill(ticket, index) {
+                return Ok(());
+            }
+            crate::sync::spin_loop();
+        }
+    }
+
+    /// Tries to store `index` in the entry of `ticket`; `false` means the
+    /// entry was unusable and the caller takes a new ticket.
+    fn try_fill(&self, ticket: u64, index: u64) -> bool {
+        let cycle = self.cycle_of(ticket);
+        let slot = self.entry(ticket);
+        // SeqCst: acquires the entry state left by the consumer of the
+        // previous cycle; see the module docs for the cross-variable checks.
+        let mut raw = slot.load(SeqCst);
+        loop {
+            let entry = self.decode(raw);
+            let usable = entry.cycle < cycle
+                && entry.index == self.bottom()
+                // SeqCst: an unsafe entry may be reused only while no
+                // consumer has passed this ticket (Dekker-style with the
+                // consumer's CAS on the entry then FAA on head).
+                && (entry.safe || self.head.load(SeqCst) <= ticket);
+            if !usable {
+                return false;
+            }
+            let new = self.encode(Entry {
+                cycle,
+                safe: true,
+                index,
+            });
+            // SeqCst (release half): publishes the producer's write of the
+            // value slot behind `index` to the consumer that loads this entry.
+            match slot.compare_exchange(raw, new, SeqCst, SeqCst) {
+                Ok(_) => {
+                    self.reset_threshold();
+                    return true;
+                }
+                Err(current) => raw = current,
+            }
+        }
+    }
+
+    fn reset_threshold(&self) {
+        // SeqCst: a consumer that reads a negative threshold must not miss
+        // this enqueue; checking first avoids a store on the hot path when
+        // the value is already at its maximum.
+        if self.threshold.load(SeqCst) != self.threshold_max {
+            self.threshold.store(self.threshold_max, SeqCst);
+        }
+    }
+
+    /// Removes and returns the oldest index, or `None` if the ring is empty.
+    pub(crate) fn dequeue(&self) -> Option<u64> {
+        // SeqCst: pairs with `reset_threshold` (see the module docs).
+        if self.threshold.load(SeqCst) < 0 {
+            return None;
+        }
+        loop {
+            // SeqCst: ticket order in the single total order (module docs).
+            let ticket = self.head.fetch_add(1, SeqCst);
+            if let Some(index) = self.try_take(ticket) {
+                return Some(index);
+            }
+            // SeqCst: compares with tickets producers took (module docs).
+            let tail = self.tail.load(SeqCst);
+            if (tail & !CLOSED) <= ticket + 1 {
+                self.catch_up(tail, ticket + 1);
+                self.threshold.fetch_sub(1, SeqCst);
+                return None;
+            }
+            // SeqCst: the bound that makes the ring livelock-free.
+            if self.threshold.fetch_sub(1, SeqCst) <= 0 {
+                return None;
+            }
+            crate::sync::spin_loop();
+        }
+    }
+
+    /// Takes the index stored for `ticket`, or marks its entry so that a
+    /// late producer of this cycle cannot fill it.
+    fn try_take(&self, ticket: u64) -> Option<u64> {
+        let cycle = self.cycle_of(ticket);
+        let slot = self.entry(ticket);
+        // SeqCst (acquire half): pairs with the producer's CAS in `try_fill`,
+        // so the value slot behind the index is visible to this thread.
+        let mut raw = slot.load(SeqCst);
+        loop {
+            let entry = self.decode(raw);
+            if entry.cycle == cycle {
+                // SeqCst: consumes the entry (index := ⊥) in the total order.
+                slot.fetch_or(self.bottom(), SeqCst);
+                return Some(entry.index);
+            }
+            if entry.cycle > cycle {
+                // This consumer is a whole cycle late: nothing to take here.
+                return None;
+            }
+            let new = if entry.index == self.bottom() {
+                // Empty entry of an older cycle: move it to ours, so the
+                // producer holding this ticket fails and retries.
+                Entry { cycle, ..entry }
+            } else {
+                // An older cycle's index still waits for its slow consumer:
+                // mark it unsafe so this cycle's producer checks `head`.
+                Entry {
+                    safe: false,
+                    ..entry
+                }
+            };
+            // SeqCst: see the module docs (Dekker pair with `try_fill`).
+            match slot.compare_exchange(raw, self.encode(new), SeqCst, SeqCst) {
+                Ok(_) => return None,
+                Err(current) => raw = current,
+            }
+        }
+    }
+
+    /// Moves `tail` up to `head` after consumers overran it, so producers do
+    /// not fill entries that consumers already passed.
+    fn catch_up(&self, mut tail: u64, mut head: u64) {
+        loop {
+            let new = head | (tail & CLOSED);
+            // SeqCst: part of the ticket order (module docs).
+            if self
+                .tail
+                .compare_exchange(tail, new, SeqCst, SeqCst)
+                .is_ok()
+            {
+                return;
+            }
+            // SeqCst: re-read both counters in the total order.
+            head = self.head.load(SeqCst);
+            tail = self.tail.load(SeqCst);
+            if (tail & !CLOSED) >= head {
+                return;
+            }
+        }
+    }
+
+    /// Sets the CLOSED bit; enqueues that take a ticket afterwards fail.
+    pub(crate) fn close(&self) {
+        // SeqCst: every later ticket (a FAA on the same word) sees the bit.
+        self.tail.fetch_or(CLOSED, SeqCst);
+    }
+
+    /// `true` once [`close`](Self::close) has run.
+    pub(crate) fn is_closed(&self) -> bool {
+        // SeqCst: ordered with the producer tickets and `close` (module docs).
+        self.tail.load(SeqCst) & CLOSED != 0
+    }
+
+    /// Resets the threshold so the next `dequeue` scans the whole ring once
+    /// more (LSCQ, before a finalized ring is unlinked).
+    pub(crate) fn rearm(&self) {
+        // SeqCst: ordered with the consumers' threshold reads.
+        self.threshold.store(self.threshold_max, SeqCst);
+    }
+
+    /// The number of indices in the ring; exact when no operation is in
+    /// flight, otherwise a value some moment during the call could have had.
+    pub(crate) fn len(&self, max: usize) -> usize {
+        // SeqCst: a consistent-enough pair of counters for an estimate.
+        let head = self.head.load(SeqCst);
+        let tail = self.tail.load(SeqCst) & !CLOSED;
+        (tail.saturating_sub(head) as usize).min(max)
+    }
+}

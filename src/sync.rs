@@ -1,0 +1,154 @@
+//! The one facade for every synchronisation primitive in the crate.
+//!
+//! Nothing outside this module names `std::sync::atomic`, `std::thread`,
+//! `std::cell::UnsafeCell` or a lock. Three back ends exist:
+//!
+//! | build                         | primitives from |
+//! |-------------------------------|-----------------|
+//! | default                       | `std`           |
+//! | `RUSTFLAGS="--cfg unlocked_loom"` | [`loom`](https://docs.rs/loom): exhaustive schedule exploration |
+//! | feature `shuttle`             | [`shuttle`](https://docs.rs/shuttle): randomized schedule exploration |
+//!
+//! The crate-specific cfg name `unlocked_loom` (not bare `loom`) keeps
+//! dependencies that have their own `cfg(loom)` code paths on std.
+//!
+//! Memory reclamation goes through [`epoch`]: crossbeam-epoch normally; under
+//! loom, retired memory is leaked instead, because loom objects must not be
+//! touched outside the model run that created them (crossbeam-epoch may free
+//! them during a later run).
+
+#[cfg(all(unlocked_loom, feature = "shuttle"))]
+compile_error!("`--cfg unlocked_loom` and the `shuttle` feature are exclusive");
+
+#[cfg(unlocked_loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize};
+
+#[cfg(all(feature = "shuttle", not(unlocked_loom)))]
+pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize};
+
+#[cfg(not(any(unlocked_loom, feature = "shuttle")))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize};
+
+pub(crate) use std::sync::atomic::Ordering;
+
+pub(crate) use crossbeam_utils::CachePadded;
+
+/// Tells the scheduler (or the model checker) that this thread is waiting
+/// for another thread's progress. Loom and shuttle need to see every spin.
+#[inline]
+pub(crate) fn spin_loop() {
+    #[cfg(unlocked_loom)]
+    loom::thread::yield_now();
+    #[cfg(all(feature = "shuttle", not(unlocked_loom)))]
+    shuttle::thread::yield_now();
+    #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
+    std::hint::spin_loop();
+}
+
+/// Gives the rest of this time slice away; used when a spin has gone on long
+/// enough that the thread we wait for is probably descheduled.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(unlocked_loom)]
+    loom::thread::yield_now();
+    #[cfg(all(feature = "shuttle", not(unlocked_loom)))]
+    shuttle::thread::yield_now();
+    #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
+    std::thread::yield_now();
+}
+
+/// Exponential backoff for a thread waiting on another thread's progress
+/// (crossbeam's `Backoff`, rebuilt on this facade so that loom and shuttle
+/// see every spin and yield).
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    const SPIN_LIMIT: u32 = 6;
+
+    /// Waits a little longer each call: spins first, then yields the CPU.
+    pub(crate) fn snooze(&mut self) {
+        if self.step <= Self::SPIN_LIMIT {
+            for _ in 0..1u32 << self.step {
+                spin_loop();
+            }
+            self.step += 1;
+        } else {
+            yield_now();
+        }
+    }
+}
+
+/// `UnsafeCell` reached only through `with`/`with_mut`, so loom can check
+/// every access for data races (the same shape as loom's own type).
+#[cfg(unlocked_loom)]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(loom::cell::UnsafeCell<T>);
+
+#[cfg(unlocked_loom)]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(data: T) -> Self {
+        Self(loom::cell::UnsafeCell::new(data))
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        self.0.with(f)
+    }
+
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        self.0.with_mut(f)
+    }
+}
+
+/// `UnsafeCell` reached only through `with`/`with_mut`, so loom can check
+/// every access for data races (the same shape as loom's own type).
+#[cfg(not(unlocked_loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(unlocked_loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(data: T) -> Self {
+        Self(std::cell::UnsafeCell::new(data))
+    }
+
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// Epoch-based memory reclamation, behind one small interface.
+pub(crate) mod epoch {
+    #[cfg(not(unlocked_loom))]
+    pub(crate) use crossbeam_epoch::{pin, Guard};
+
+    /// Under loom, a guard that never frees: see the module docs.
+    #[cfg(unlocked_loom)]
+    #[derive(Debug)]
+    pub(crate) struct Guard(());
+
+    #[cfg(unlocked_loom)]
+    pub(crate) fn pin() -> Guard {
+        Guard(())
+    }
+
+    #[cfg(unlocked_loom)]
+    impl Guard {
+        /// Leaks the value: loom objects must not outlive their model run,
+        /// and a model is too short for the leak to matter.
+        ///
+        /// # Safety
+        /// Same contract as `crossbeam_epoch::Guard::defer_unchecked`.
+        pub(crate) unsafe fn defer_unchecked<F: FnOnce() -> R, R>(&self, f: F) {
+            std::mem::forget(f);
+        }
+    }
+}
