@@ -76,4 +76,12 @@
 pub mod queue;
 mod sync;
 
+/// Long-form documentation, rendered from `docs/`.
+pub mod docs {
+    #[doc = include_str!("../docs/queue.md")]
+    pub mod queue {}
+    #[doc = include_str!("../docs/dependencies.md")]
+    pub mod dependencies {}
+}
+
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};

@@ -226,6 +226,14 @@ impl<T> BoundedQueue<T> {
         self.ring.is_closed()
     }
 
+    /// Checks internal invariants (fuzzing builds only); call only when no
+    /// other operation is in flight.
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn validate(&self) {
+        self.ring.validate();
+    }
+
     fn closed_flag(&self) -> bool {
         // Acquire: pairs with the Release in `close`.
         self.closed.load(Acquire)

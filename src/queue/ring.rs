@@ -159,6 +159,7 @@ impl IndexRing {
             // must be in the single total order with the entry updates.
             let raw = self.tail.fetch_add(1, SeqCst);
             if raw & CLOSED != 0 && !ignore_close {
+                self.return_ticket(raw);
                 return Err(RingClosed);
             }
             let ticket = raw & !CLOSED;
@@ -167,6 +168,20 @@ impl IndexRing {
             }
             crate::sync::spin_loop();
         }
+    }
+
+    /// Gives back a ticket that a refused enqueue took from a closed ring,
+    /// so `len` stays exact at quiescence. Succeeds only if no other ticket
+    /// was taken since (`tail` is still `raw + 1`): the history is then the
+    /// same as if the ticket had never been taken. `tail` only grows
+    /// otherwise, so the comparison cannot be fooled by ABA. If another
+    /// thread took a ticket meanwhile, the ticket stays spent; a consumer
+    /// that later finds the ring empty catches `tail` up and absorbs it.
+    fn return_ticket(&self, raw: u64) {
+        // SeqCst: part of the ticket order (module docs).
+        let _ = self
+            .tail
+            .compare_exchange(raw.wrapping_add(1), raw, SeqCst, SeqCst);
     }
 
     /// Tries to store `index` in the entry of `ticket`; `false` means the
@@ -324,9 +339,88 @@ impl IndexRing {
     /// The number of indices in the ring; exact when no operation is in
     /// flight, otherwise a value some moment during the call could have had.
     pub(crate) fn len(&self, max: usize) -> usize {
+        self.raw_len().min(max as u64) as usize
+    }
+
+    fn raw_len(&self) -> u64 {
         // SeqCst: a consistent-enough pair of counters for an estimate.
         let head = self.head.load(SeqCst);
         let tail = self.tail.load(SeqCst) & !CLOSED;
-        (tail.saturating_sub(head) as usize).min(max)
+        tail.saturating_sub(head)
+    }
+
+    /// The indices stored in the ring, in no particular order. Only
+    /// meaningful when no operation is in flight: then an entry holds an
+    /// index exactly when that index is queued (a dequeue always clears the
+    /// entry it took, and a stale entry waits only for an in-flight consumer).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn stored_indices(&self) -> Vec<u64> {
+        self.entries
+            .iter()
+            // SeqCst: quiescent read; any ordering would do.
+            .map(|entry| self.decode(entry.load(SeqCst)).index)
+            .filter(|&index| index != self.bottom())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IndexRing;
+
+    #[test]
+    fn fifo_of_indices() {
+        let ring = IndexRing::new_empty(4);
+        assert_eq!(ring.dequeue(), None);
+        for i in [3, 1, 2, 0] {
+            ring.enqueue(i).unwrap();
+        }
+        assert_eq!(ring.len(4), 4);
+        let mut stored = ring.stored_indices();
+        stored.sort_unstable();
+        assert_eq!(stored, [0, 1, 2, 3]);
+        let out: Vec<u64> = std::iter::from_fn(|| ring.dequeue()).collect();
+        assert_eq!(out, [3, 1, 2, 0]);
+        assert_eq!(ring.len(4), 0);
+        assert!(ring.stored_indices().is_empty());
+    }
+
+    #[test]
+    fn many_laps_keep_order() {
+        let ring = IndexRing::new_full(2, 2);
+        // Rotate the two indices through the ring for many cycles.
+        for lap in 0..if cfg!(miri) { 20 } else { 10_000 } {
+            let a = ring.dequeue().unwrap();
+            let b = ring.dequeue().unwrap();
+            assert_eq!((a, b), if lap % 2 == 0 { (0, 1) } else { (1, 0) });
+            ring.enqueue(b).unwrap();
+            ring.enqueue(a).unwrap();
+        }
+    }
+
+    #[test]
+    fn close_refuses_later_enqueues_but_keeps_contents() {
+        let ring = IndexRing::new_empty(2);
+        ring.enqueue(1).unwrap();
+        ring.close();
+        assert!(ring.is_closed());
+        assert!(ring.enqueue(0).is_err());
+        ring.enqueue_ignoring_close(0);
+        assert_eq!(ring.dequeue(), Some(1));
+        assert_eq!(ring.dequeue(), Some(0));
+        assert_eq!(ring.dequeue(), None);
+        // Failed tickets do not leave the length inflated once a consumer
+        // has caught the tail up.
+        assert_eq!(ring.len(2), 0);
+    }
+
+    #[test]
+    fn empty_dequeues_do_not_break_later_enqueues() {
+        let ring = IndexRing::new_empty(1);
+        for _ in 0..10 {
+            assert_eq!(ring.dequeue(), None);
+        }
+        ring.enqueue(0).unwrap();
+        assert_eq!(ring.dequeue(), Some(0));
     }
 }

@@ -148,6 +148,20 @@ impl<T> SlotRing<T> {
         Some(value)
     }
 
+    /// Checks the ring's invariants; call only when no operation is in
+    /// flight. Every slot index is in exactly one of `free` and `queued`, and
+    /// `len` matches the number queued.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn validate(&self) {
+        let queued = self.queued.stored_indices();
+        let mut all = self.free.stored_indices();
+        all.extend(&queued);
+        all.sort_unstable();
+        let expected: Vec<u64> = (0..self.capacity() as u64).collect();
+        assert_eq!(all, expected, "every slot index is free or queued, once");
+        assert_eq!(self.len(), queued.len(), "len counts the queued indices");
+    }
+
     /// Gives an empty slot's index back to `free`.
     fn release(&self, index: u64) {
         // `free` is never closed, so this cannot fail.
@@ -183,5 +197,58 @@ impl<T> Drop for SlotRing<T> {
         // `&mut self`: no operation is in flight, so every queued index is in
         // `queued` and every slot behind it holds a value dropped exactly once.
         while self.pop().is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SlotPushError, SlotRing};
+
+    #[test]
+    fn invariants_hold_after_mixed_sequential_ops() {
+        let ring = SlotRing::new(3);
+        ring.validate();
+        for round in 0..if cfg!(miri) { 5 } else { 500 } {
+            ring.push(round).unwrap();
+            ring.push(round + 1).unwrap();
+            assert_eq!(ring.force_push(round + 2).unwrap(), None);
+            assert_eq!(ring.force_push(round + 3).unwrap(), Some(round));
+            ring.validate();
+            assert!(matches!(ring.push(0), Err(SlotPushError::Full(0))));
+            assert_eq!(ring.pop(), Some(round + 1));
+            assert_eq!(ring.pop(), Some(round + 2));
+            assert_eq!(ring.pop(), Some(round + 3));
+            assert_eq!(ring.pop(), None);
+            ring.validate();
+        }
+    }
+
+    #[test]
+    fn invariants_hold_after_concurrent_ops() {
+        let ring = SlotRing::new(4);
+        let per_thread = if cfg!(miri) { 20 } else { 20_000 };
+        std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let ring = &ring;
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        let _ = ring.force_push(t * per_thread + i);
+                        let _ = ring.pop();
+                    }
+                });
+            }
+        });
+        ring.validate();
+    }
+
+    #[test]
+    fn closed_ring_hands_values_back() {
+        let ring = SlotRing::new(2);
+        ring.push(1).unwrap();
+        ring.close();
+        assert!(matches!(ring.push(2), Err(SlotPushError::Closed(2))));
+        ring.validate();
+        assert_eq!(ring.pop(), Some(1));
+        ring.validate();
     }
 }

@@ -1,0 +1,271 @@
+//! loom models of the queues' slot and index protocol (SCQ rings, LSCQ
+//! segments), 2 to 3 threads with 1 to 2 operations each.
+//!
+//! Run (release, bounded preemptions), from the repository root:
+//! ```text
+//! RUSTFLAGS="--cfg unlocked_loom" LOOM_MAX_PREEMPTIONS=2 \
+//!     cargo test --release -p loom-tests --test queue
+//! ```
+//! Without the cfg this file compiles to nothing, so a run that reports zero
+//! tests did not check anything: `.ci/run` fails in that case.
+//!
+//! loom checks every access to a value slot (`UnsafeCell`) for data races
+//! and every interleaving of the ring's atomics up to the preemption bound;
+//! the assertions below check that no value is lost or duplicated.
+#![cfg(unlocked_loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use unlocked::{BoundedQueue, PushError, UnboundedQueue};
+
+/// Pops everything left, in order.
+fn drain_bounded(q: &BoundedQueue<u32>) -> Vec<u32> {
+    std::iter::from_fn(|| q.pop()).collect()
+}
+
+fn drain_unbounded(q: &UnboundedQueue<u32>) -> Vec<u32> {
+    std::iter::from_fn(|| q.pop()).collect()
+}
+
+/// Sorted union of several lists of values.
+fn sorted(parts: impl IntoIterator<Item = Vec<u32>>) -> Vec<u32> {
+    let mut all: Vec<u32> = parts.into_iter().flatten().collect();
+    all.sort_unstable();
+    all
+}
+
+/// Two producers race for the single slot while a consumer pops: exactly one
+/// push succeeds first; every accepted value comes out exactly once.
+#[test]
+fn bounded_two_producers_one_consumer_capacity_one() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1));
+        let producers: Vec<_> = [1u32, 2]
+            .into_iter()
+            .map(|v| {
+                let q = Arc::clone(&q);
+                thread::spawn(move || match q.push(v) {
+                    Ok(()) => Some(v),
+                    Err(PushError::Full(back)) => {
+                        assert_eq!(back, v);
+                        None
+                    }
+                    Err(PushError::Closed(_)) => panic!("never closed"),
+                })
+            })
+            .collect();
+        let consumer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.pop())
+        };
+        let accepted: Vec<u32> = producers
+            .into_iter()
+            .filter_map(|p| p.join().unwrap())
+            .collect();
+        assert!(
+            !accepted.is_empty(),
+            "the first push into an empty queue of 1 succeeds"
+        );
+        let popped: Vec<u32> = consumer.join().unwrap().into_iter().collect();
+        assert_eq!(sorted([popped, drain_bounded(&q)]), sorted([accepted]));
+    });
+}
+
+/// Empty boundary: a pop racing the first push returns either nothing or
+/// that value, and the value is never lost.
+#[test]
+fn bounded_push_races_pop_on_empty() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(2));
+        let producer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || {
+                q.push(7).unwrap();
+                q.push(8).unwrap();
+            })
+        };
+        let consumer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.pop())
+        };
+        producer.join().unwrap();
+        let first = consumer.join().unwrap();
+        let rest = drain_bounded(&q);
+        match first {
+            Some(7) => assert_eq!(rest, [8]),
+            None => assert_eq!(rest, [7, 8]),
+            other => panic!("FIFO violated: popped {other:?} first"),
+        }
+        assert!(q.is_empty());
+    });
+}
+
+/// Full boundary: a push into a full queue of one races a pop; the push
+/// succeeds only if the pop made room, and nothing is lost or duplicated.
+#[test]
+fn bounded_push_races_pop_on_full() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1));
+        q.push(1).unwrap();
+        let producer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.push(2).is_ok())
+        };
+        let consumer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.pop())
+        };
+        let pushed = producer.join().unwrap();
+        assert_eq!(consumer.join().unwrap(), Some(1));
+        let rest = drain_bounded(&q);
+        assert_eq!(rest, if pushed { vec![2] } else { vec![] });
+    });
+}
+
+/// Two consumers race for one value: exactly one gets it.
+#[test]
+fn bounded_two_consumers_one_value() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1));
+        q.push(5).unwrap();
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = Arc::clone(&q);
+                thread::spawn(move || q.pop())
+            })
+            .collect();
+        let got: Vec<u32> = consumers
+            .into_iter()
+            .filter_map(|c| c.join().unwrap())
+            .collect();
+        assert_eq!(got, [5]);
+        assert_eq!(q.pop(), None);
+    });
+}
+
+/// close racing push and pop: a push either fails with `Closed` (value
+/// handed back) or its value is popped or still inside; later pushes fail.
+#[test]
+fn bounded_close_races_push_and_pop() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(2));
+        let producer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || match q.push(3) {
+                Ok(()) => true,
+                Err(PushError::Closed(3)) => false,
+                Err(e) => panic!("unexpected {e:?}"),
+            })
+        };
+        let closer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.close())
+        };
+        let consumer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.pop())
+        };
+        let accepted = producer.join().unwrap();
+        closer.join().unwrap();
+        let popped: Vec<u32> = consumer.join().unwrap().into_iter().collect();
+        assert!(q.is_closed());
+        assert_eq!(q.push(4), Err(PushError::Closed(4)));
+        let seen = sorted([popped, drain_bounded(&q)]);
+        assert_eq!(seen, if accepted { vec![3] } else { vec![] });
+    });
+}
+
+/// force_push on a full queue races a pop: the displaced value and the
+/// popped value are distinct, and the forced value ends up inside.
+#[test]
+fn bounded_force_push_races_pop() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1));
+        q.push(1).unwrap();
+        let forcer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.force_push(2).unwrap())
+        };
+        let consumer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.pop())
+        };
+        let displaced: Vec<u32> = forcer.join().unwrap().into_iter().collect();
+        let popped: Vec<u32> = consumer.join().unwrap().into_iter().collect();
+        let seen = sorted([displaced, popped, drain_bounded(&q)]);
+        assert_eq!(seen, [1, 2]);
+    });
+}
+
+/// LSCQ: with segments of one value, two producers force a new segment
+/// to be linked while a consumer drains and retires the first one.
+#[test]
+fn unbounded_segment_append_races_retire() {
+    loom::model(|| {
+        let q = Arc::new(UnboundedQueue::with_segment_capacity(1));
+        let producers: Vec<_> = [1u32, 2]
+            .into_iter()
+            .map(|v| {
+                let q = Arc::clone(&q);
+                thread::spawn(move || q.push(v).unwrap())
+            })
+            .collect();
+        let consumer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.pop())
+        };
+        for p in producers {
+            p.join().unwrap();
+        }
+        let popped: Vec<u32> = consumer.join().unwrap().into_iter().collect();
+        assert_eq!(sorted([popped, drain_unbounded(&q)]), [1, 2]);
+        assert!(q.is_empty());
+    });
+}
+
+/// LSCQ: one producer pushes two values across a segment boundary while a
+/// consumer pops twice: FIFO holds across segments.
+#[test]
+fn unbounded_fifo_across_segments() {
+    loom::model(|| {
+        let q = Arc::new(UnboundedQueue::with_segment_capacity(1));
+        let producer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || {
+                q.push(1).unwrap();
+                q.push(2).unwrap();
+            })
+        };
+        let consumer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || [q.pop(), q.pop()])
+        };
+        producer.join().unwrap();
+        let got: Vec<u32> = consumer.join().unwrap().into_iter().flatten().collect();
+        let mut all = got.clone();
+        all.extend(drain_unbounded(&q));
+        assert_eq!(all, [1, 2], "FIFO across segments (consumer saw {got:?})");
+    });
+}
+
+/// close racing a push on the unbounded queue: no value lost.
+#[test]
+fn unbounded_close_races_push() {
+    loom::model(|| {
+        let q = Arc::new(UnboundedQueue::with_segment_capacity(1));
+        q.push(1).unwrap();
+        let producer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.push(2).is_ok())
+        };
+        let closer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.close())
+        };
+        let accepted = producer.join().unwrap();
+        closer.join().unwrap();
+        assert!(q.push(3).is_err());
+        let expected = if accepted { vec![1, 2] } else { vec![1] };
+        assert_eq!(drain_unbounded(&q), expected);
+    });
+}
