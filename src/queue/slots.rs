@@ -140,7 +140,7 @@ impl<T> SlotRing<T> {
 
     /// Removes and returns the oldest value.
     pub(crate) fn pop(&self) -> Option<T> {
-        let index = self.queued.dequeue()?;
+        let index = self.queued.dequeue_unless_empty()?;
         // SAFETY: `index` came from `queued`, so this thread owns the slot and
         // the producer's write is visible (see `ring` on memory ordering).
         let value = unsafe { self.take(index) };
