@@ -76,6 +76,11 @@
 pub mod queue;
 mod sync;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Long-form documentation, rendered from `docs/`.
 pub mod docs {
     #[doc = include_str!("../docs/queue.md")]
