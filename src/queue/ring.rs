@@ -65,31 +65,52 @@ struct Entry {
 impl IndexRing {
     /// An empty ring for indices in `0..n`. `n` must be a power of two.
     pub(crate) fn new_empty(n: usize) -> Self {
-        debug_assert!(n.is_power_of_two() && n <= crate::queue::MAX_CAPACITY);
-        let size = 2 * n;
-        let order = size.trailing_zeros();
-        // Entries start in cycle 0, safe and empty; counters start at `size`
-        // (cycle 1), so the first pass of tickets finds older-cycle entries.
-        let empty = ((1u64) << order) | (size as u64 - 1);
-        let entries = (0..size).map(|_| AtomicU64::new(empty)).collect();
-        IndexRing {
-            head: CachePadded::new(AtomicU64::new(size as u64)),
-            tail: CachePadded::new(AtomicU64::new(size as u64)),
-            threshold: CachePadded::new(AtomicI64::new(-1)),
-            entries,
-            order,
-            threshold_max: 3 * n as i64 - 1,
-        }
+        Self::with_initial(n, 0)
     }
 
-    /// A ring that already holds `0..count` in order, as if enqueued one by
-    /// one on an empty ring (used for the free-index ring).
+    /// A ring that already holds `0..count` in order, exactly as if they had
+    /// been enqueued one by one on an empty ring (used for the free-index
+    /// ring). Built with plain stores: a new LSCQ segment must not pay an
+    /// atomic read-modify-write per slot.
     pub(crate) fn new_full(n: usize, count: usize) -> Self {
-        let ring = Self::new_empty(n);
-        for index in 0..count {
-            // Cannot fail: a fresh ring is not closed and has room for `n`.
-            let _ = ring.enqueue(index as u64);
+        Self::with_initial(n, count)
+    }
+
+    fn with_initial(n: usize, count: usize) -> Self {
+        debug_assert!(n.is_power_of_two() && n <= crate::queue::MAX_CAPACITY);
+        debug_assert!(count <= n);
+        let size = 2 * n as u64;
+        let order = size.trailing_zeros();
+        let mut ring = IndexRing {
+            // Counters start at `size` (cycle 1) and entries in cycle 0, so
+            // the first pass of tickets finds older-cycle entries.
+            head: CachePadded::new(AtomicU64::new(size)),
+            tail: CachePadded::new(AtomicU64::new(size + count as u64)),
+            threshold: CachePadded::new(AtomicI64::new(if count == 0 {
+                -1
+            } else {
+                3 * n as i64 - 1
+            })),
+            entries: Box::new([]),
+            order,
+            threshold_max: 3 * n as i64 - 1,
+        };
+        let empty = ring.encode(Entry {
+            cycle: 0,
+            safe: true,
+            index: size - 1,
+        });
+        let mut raw = vec![empty; size as usize];
+        for index in 0..count as u64 {
+            // What `enqueue(index)` with ticket `size + index` would store.
+            let ticket = size + index;
+            raw[ring.entry_slot(ticket)] = ring.encode(Entry {
+                cycle: ring.cycle_of(ticket),
+                safe: true,
+                index,
+            });
         }
+        ring.entries = raw.into_iter().map(AtomicU64::new).collect();
         ring
     }
 
@@ -124,6 +145,11 @@ impl IndexRing {
     /// a line, while the working set still walks the ring in order, which
     /// keeps large rings cache- and prefetch-friendly.
     fn entry(&self, ticket: u64) -> &AtomicU64 {
+        &self.entries[self.entry_slot(ticket)]
+    }
+
+    /// The position in `entries` of a ticket's entry (see [`Self::entry`]).
+    fn entry_slot(&self, ticket: u64) -> usize {
         // 16 entries of 8 bytes per 128 bytes (a prefetch pair of lines),
         // 16 such groups per block.
         const GROUP_BITS: u32 = 4;
@@ -139,7 +165,7 @@ impl IndexRing {
         } else {
             position
         };
-        &self.entries[slot as usize]
+        slot as usize
     }
 
     /// Appends `index` (which must be below `n`).
@@ -411,6 +437,31 @@ mod tests {
         assert_eq!(out, [3, 1, 2, 0]);
         assert_eq!(ring.len(4), 0);
         assert!(ring.stored_indices().is_empty());
+    }
+
+    #[test]
+    fn prefilled_ring_equals_enqueued_ring() {
+        use super::SeqCst;
+        for (n, count) in [(1, 1), (4, 3), (64, 64), (512, 300)] {
+            let built = IndexRing::new_full(n, count);
+            let enqueued = IndexRing::new_empty(n);
+            for index in 0..count as u64 {
+                enqueued.enqueue(index).unwrap();
+            }
+            let raw =
+                |r: &IndexRing| -> Vec<u64> { r.entries.iter().map(|e| e.load(SeqCst)).collect() };
+            assert_eq!(
+                raw(&built),
+                raw(&enqueued),
+                "entries for n={n} count={count}"
+            );
+            assert_eq!(built.head.load(SeqCst), enqueued.head.load(SeqCst));
+            assert_eq!(built.tail.load(SeqCst), enqueued.tail.load(SeqCst));
+            assert_eq!(
+                built.threshold.load(SeqCst),
+                enqueued.threshold.load(SeqCst)
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,655 @@
+//! Contention report: the project's main measurement.
+//!
+//! ```text
+//! cargo run --release --example contention_report [-- [--quick] [--out DIR]]
+//! ```
+//!
+//! Runs a short sweep of `unlocked`'s queues against their peers
+//! (crossbeam-queue, concurrent-queue) and the lock baseline
+//! (`Mutex<VecDeque>`, the design of Python's `queue.Queue`), at 1, 2, 4 and
+//! 8 producer/consumer pairs, for a small bounded, a large bounded and an
+//! unbounded queue, then writes `report.md` and one SVG plot per scenario to
+//! `$CARGO_TARGET_DIR/contention-report/` (default `target/`). Every figure
+//! and ratio comes from this run. `--quick` uses tiny runs, to check in a few
+//! seconds that the report still works.
+//!
+//! The report is a list of [`SECTIONS`]; a later part of the crate adds its
+//! own by appending a function that returns markdown and plots.
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+
+use support::{
+    cpus, oversubscribed, pairs_label, queues, Job, QueueSpec, Role, Runner, Scenario, SCENARIOS,
+};
+
+/// Measured runs per point in a full report.
+const RUNS: usize = 5;
+
+/// Target duration of one measured run in a full report.
+const RUN_TARGET: Duration = Duration::from_millis(250);
+
+/// Values per producer in every `--quick` run.
+const QUICK_PER_PRODUCER: u64 = 2_000;
+
+/// Pair counts of the sweep.
+const PAIRS: [usize; 4] = [1, 2, 4, 8];
+
+/// Pair count of the latency section.
+const LATENCY_PAIRS: usize = 2;
+
+/// Scenarios of the latency section.
+const LATENCY_SCENARIOS: [&str; 2] = ["bounded-64", "unbounded"];
+
+/// Result type of fallible report steps.
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// A part of the report: a function from the settings to markdown and plots.
+type SectionFn = fn(&Config) -> Section;
+
+/// The report, in order. Append a function here to add a section.
+const SECTIONS: &[SectionFn] = &[machine_section, throughput_section, latency_section];
+
+/// Settings from the command line.
+#[derive(Debug)]
+struct Config {
+    /// Tiny runs, one per point.
+    quick: bool,
+    /// Where the report goes.
+    out: PathBuf,
+}
+
+impl Config {
+    /// Measured runs per point.
+    fn runs(&self) -> usize {
+        if self.quick {
+            1
+        } else {
+            RUNS
+        }
+    }
+}
+
+/// One section's output.
+#[derive(Debug, Default)]
+struct Section {
+    /// Markdown, starting with a `##` heading.
+    markdown: String,
+    /// Plots to write next to `report.md` (the markdown links them).
+    plots: Vec<Plot>,
+}
+
+/// A line chart, one line per series.
+#[derive(Debug)]
+struct Plot {
+    /// File name inside the output directory.
+    file: String,
+    /// Chart caption.
+    title: String,
+    /// X axis label.
+    x_desc: String,
+    /// Y axis label.
+    y_desc: String,
+    /// Named lines of `(x, y)` points.
+    series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+impl Plot {
+    /// The largest x and y over every series (at least 1 and 0).
+    fn bounds(&self) -> (f64, f64) {
+        let points = || self.series.iter().flat_map(|s| &s.1);
+        let x_max = points().map(|p| p.0).fold(1.0, f64::max);
+        let y_max = points().map(|p| p.1).fold(0.0, f64::max);
+        (x_max, y_max)
+    }
+}
+
+/// Median, minimum and maximum of a point's runs, in Mops/s.
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    /// Median run.
+    median: f64,
+    /// Slowest run.
+    min: f64,
+    /// Fastest run.
+    max: f64,
+}
+
+impl Stats {
+    /// Statistics of `samples` (not empty).
+    fn of(mut samples: Vec<f64>) -> Stats {
+        samples.sort_by(f64::total_cmp);
+        Stats {
+            median: samples[samples.len() / 2],
+            min: samples[0],
+            max: samples[samples.len() - 1],
+        }
+    }
+
+    /// Run-to-run spread relative to the median.
+    fn spread(&self) -> f64 {
+        (self.max - self.min) / self.median
+    }
+}
+
+/// Parses `--quick` and `--out DIR`.
+fn parse_args() -> Res<Config> {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    let mut cfg = Config {
+        quick: false,
+        out: target.join("contention-report"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => cfg.quick = true,
+            "--out" => cfg.out = args.next().ok_or("--out needs a directory")?.into(),
+            _ => {
+                return Err(
+                    format!("unknown argument {arg:?}; usage: [--quick] [--out DIR]").into(),
+                )
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// Runs every section, writes the report and its plots, prints the report.
+fn main() -> Res<()> {
+    let cfg = parse_args()?;
+    std::fs::create_dir_all(&cfg.out)?;
+    let started = Instant::now();
+    let mut md = String::from("# unlocked contention report\n\n");
+    for section in SECTIONS {
+        let s = section(&cfg);
+        md.push_str(&s.markdown);
+        md.push('\n');
+        for plot in &s.plots {
+            write_svg(&cfg.out.join(&plot.file), plot)?;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    writeln!(
+        md,
+        "_Report generated in {secs:.1} s; load average after: {}._",
+        load_average()
+    )?;
+    let path = cfg.out.join("report.md");
+    std::fs::write(&path, &md)?;
+    println!("{md}");
+    println!("report written to {}", path.display());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Machine section
+// ---------------------------------------------------------------------------
+
+/// The machine, the build and the method.
+fn machine_section(cfg: &Config) -> Section {
+    let mut md = String::from("## Machine and method\n\n");
+    let cpu = cpu_model().unwrap_or_else(|| "unknown".into());
+    let profile = if cfg!(debug_assertions) {
+        "debug (figures are not representative; use --release)"
+    } else {
+        "release"
+    };
+    let _ = writeln!(md, "- CPUs available: {}", cpus());
+    let _ = writeln!(md, "- CPU model: {cpu}");
+    let _ = writeln!(md, "- OS: {}", os_description());
+    let _ = writeln!(md, "- build: {profile}");
+    let _ = writeln!(md, "- generated: {} UTC", utc_now());
+    let _ = writeln!(md, "- load average before the sweep: {}", load_average());
+    let _ = writeln!(
+        md,
+        "- mode: {}",
+        if cfg.quick {
+            "quick (tiny runs, 1 each: smoke test only)"
+        } else {
+            "full"
+        }
+    );
+    md.push_str(&method_notes(cfg));
+    Section {
+        markdown: md,
+        plots: Vec::new(),
+    }
+}
+
+/// How the sweep measures, in a few bullets.
+fn method_notes(cfg: &Config) -> String {
+    let run = if cfg.quick {
+        format!("{QUICK_PER_PRODUCER} values per producer")
+    } else {
+        format!(
+            "about {} ms (values per producer calibrated per point)",
+            RUN_TARGET.as_millis()
+        )
+    };
+    format!(
+        "- workload: P producers and P consumers (\"pairs\"), persistent threads released by a barrier; \
+         each producer pushes its values, each consumer pops its share; every run is verified \
+         (count, sum, sum of squares, per-producer FIFO order)\n\
+         - on full/empty: {} spin-loop hints, then `yield_now`, the same for every implementation\n\
+         - each point: one calibration/warm-up run, then {} measured runs of {run}; cells are the median, in \
+         millions of values transferred per second (Mops/s)\n\
+         - oversubscribed: 2 × pairs > {} CPUs\n",
+        support::SPIN_LIMIT,
+        cfg.runs(),
+        cpus()
+    )
+}
+
+/// The CPU model from `/proc/cpuinfo`, if readable.
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_string())
+}
+
+/// The 1-, 5- and 15-minute load averages from `/proc/loadavg`: other work
+/// on the machine skews every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The OS name, its release and the kernel, as far as they are readable.
+fn os_description() -> String {
+    let pretty = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok();
+    let mut s = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
+    if let Some(p) = pretty {
+        let _ = write!(s, ", {p}");
+    }
+    if let Some(k) = kernel {
+        let _ = write!(s, ", kernel {}", k.trim());
+    }
+    s
+}
+
+/// The current UTC time as `YYYY-MM-DD HH:MM`.
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil-from-days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Throughput section
+// ---------------------------------------------------------------------------
+
+/// One implementation's statistics at every pair count of a scenario.
+#[derive(Debug)]
+struct Row {
+    /// The implementation.
+    spec: QueueSpec,
+    /// One entry per pair count of [`PAIRS`].
+    points: Vec<Stats>,
+}
+
+/// Throughput against pairs for every scenario.
+fn throughput_section(cfg: &Config) -> Section {
+    let mut s = Section {
+        markdown: String::from("## Queue throughput under contention\n\n"),
+        plots: Vec::new(),
+    };
+    for scenario in &SCENARIOS {
+        let rows: Vec<Row> = queues(scenario.kind)
+            .into_iter()
+            .map(|spec| Row {
+                spec,
+                points: PAIRS
+                    .iter()
+                    .map(|&p| measure_point(cfg, scenario, &spec, p))
+                    .collect(),
+            })
+            .collect();
+        s.markdown
+            .push_str(&scenario_markdown(cfg, scenario, &rows));
+        s.plots.push(scenario_plot(scenario, &rows));
+    }
+    s
+}
+
+/// Runs one point: a calibration/warm-up run, then the measured runs.
+fn measure_point(cfg: &Config, scenario: &Scenario, spec: &QueueSpec, pairs: usize) -> Stats {
+    assert_eq!(
+        spec.kind, scenario.kind,
+        "{} in {}",
+        spec.name, scenario.name
+    );
+    let mut runner = (spec.start)(scenario.capacity, pairs);
+    let per_producer = values_per_producer(cfg, runner.as_mut(), RUN_TARGET);
+    let job = Job {
+        per_producer,
+        sample: false,
+    };
+    let mops = (0..cfg.runs()).map(|_| runner.run(job).mops()).collect();
+    let stats = Stats::of(mops);
+    eprintln!(
+        "{:<14} {:<16} {:<24} {:8.2} Mops/s (min {:.2}, max {:.2})",
+        scenario.name,
+        spec.name,
+        pairs_label(pairs),
+        stats.median,
+        stats.min,
+        stats.max
+    );
+    stats
+}
+
+/// Values per producer for a run of about `target` (fixed when quick); the
+/// calibration runs double as warm-up.
+fn values_per_producer(cfg: &Config, runner: &mut dyn Runner, target: Duration) -> u64 {
+    if cfg.quick {
+        return QUICK_PER_PRODUCER;
+    }
+    let mut n: u64 = 4096;
+    loop {
+        let took = runner
+            .run(Job {
+                per_producer: n,
+                sample: false,
+            })
+            .elapsed;
+        if took >= target / 8 || n >= 1 << 26 {
+            let scale = target.as_secs_f64() / took.as_secs_f64().max(1e-6);
+            return ((n as f64 * scale) as u64).clamp(1024, 1 << 30);
+        }
+        n *= 4;
+    }
+}
+
+/// Column header for `pairs`, flagged when oversubscribed.
+fn pairs_header(pairs: usize) -> String {
+    let noun = if pairs == 1 { "pair" } else { "pairs" };
+    if oversubscribed(pairs) {
+        format!("{pairs} {noun} (oversubscribed)")
+    } else {
+        format!("{pairs} {noun}")
+    }
+}
+
+/// A markdown table header row and separator for `first` then every pair
+/// count.
+fn table_header(first: &str) -> String {
+    let cols: Vec<String> = PAIRS.iter().map(|&p| pairs_header(p)).collect();
+    let seps = vec!["---:"; PAIRS.len()].join(" | ");
+    format!("| {first} | {} |\n|---| {seps} |\n", cols.join(" | "))
+}
+
+/// The implementation's name for tables, the baseline flagged.
+fn display_name(spec: &QueueSpec) -> String {
+    match spec.role {
+        Role::LockBaseline => format!("`{}` (lock baseline)", spec.name),
+        _ => format!("`{}`", spec.name),
+    }
+}
+
+/// Throughput table, ratio table and plot link of one scenario.
+fn scenario_markdown(cfg: &Config, scenario: &Scenario, rows: &[Row]) -> String {
+    let mut md = format!(
+        "### {}\n\nThroughput, Mops/s (median of the runs):\n\n",
+        scenario_title(scenario)
+    );
+    md.push_str(&table_header("implementation"));
+    for row in rows {
+        let cells: Vec<String> = row
+            .points
+            .iter()
+            .map(|s| format!("{:.2}", s.median))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} |",
+            display_name(&row.spec),
+            cells.join(" | ")
+        );
+    }
+    md.push_str("\nRatios (higher is better for `unlocked`):\n\n");
+    md.push_str(&ratio_table(rows));
+    if cfg.runs() > 1 {
+        md.push_str(&spread_note(rows));
+    }
+    let _ = writeln!(md, "\n![{0}](queue-{0}.svg)\n", scenario.name);
+    md
+}
+
+/// `bounded-64 (capacity 64)` or `unbounded`.
+fn scenario_title(scenario: &Scenario) -> String {
+    match scenario.kind {
+        support::Kind::Bounded => format!("{} (capacity {})", scenario.name, scenario.capacity),
+        support::Kind::Unbounded => scenario.name.to_string(),
+    }
+}
+
+/// `unlocked / peer` at every pair count, for every peer and the baseline.
+fn ratio_table(rows: &[Row]) -> String {
+    let Some(subject) = rows.iter().find(|r| r.spec.role == Role::Subject) else {
+        return String::new();
+    };
+    let mut md = table_header("ratio");
+    for row in rows.iter().filter(|r| r.spec.role != Role::Subject) {
+        let cells: Vec<String> = subject
+            .points
+            .iter()
+            .zip(&row.points)
+            .map(|(s, p)| format!("{:.2}×", s.median / p.median))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| unlocked / {} | {} |",
+            display_name(&row.spec),
+            cells.join(" | ")
+        );
+    }
+    md
+}
+
+/// The largest run-to-run spread of the table, and where.
+fn spread_note(rows: &[Row]) -> String {
+    let worst = rows
+        .iter()
+        .flat_map(|r| {
+            r.points
+                .iter()
+                .zip(PAIRS)
+                .map(move |(s, p)| (s.spread(), r.spec.name, p))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match worst {
+        Some((spread, name, pairs)) => format!(
+            "\nLargest run-to-run spread (max − min) / median: {:.0}% (`{name}`, {}).\n",
+            spread * 100.0,
+            pairs_header(pairs)
+        ),
+        None => String::new(),
+    }
+}
+
+/// Throughput against pairs, one line per implementation.
+fn scenario_plot(scenario: &Scenario, rows: &[Row]) -> Plot {
+    let series = rows
+        .iter()
+        .map(|r| {
+            let pts = PAIRS
+                .iter()
+                .zip(&r.points)
+                .map(|(&p, s)| (p as f64, s.median))
+                .collect();
+            (r.spec.name.to_string(), pts)
+        })
+        .collect();
+    Plot {
+        file: format!("queue-{}.svg", scenario.name),
+        title: format!(
+            "{}: throughput vs pairs ({} CPUs)",
+            scenario_title(scenario),
+            cpus()
+        ),
+        x_desc: format!("producer/consumer pairs (> {} oversubscribed)", cpus() / 2),
+        y_desc: "Mops/s (median)".into(),
+        series,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Latency section
+// ---------------------------------------------------------------------------
+
+/// Per-operation push and pop latency percentiles at [`LATENCY_PAIRS`] pairs.
+fn latency_section(cfg: &Config) -> Section {
+    let mut md = String::from("## Per-operation latency\n\n");
+    let _ = writeln!(
+        md,
+        "{LATENCY_PAIRS} pairs{}; one operation in {} timed with `Instant` (the successful attempt only, \
+         not the waits on a full or empty queue); nanoseconds, including about {} ns of timer overhead.\n",
+        if oversubscribed(LATENCY_PAIRS) { " (oversubscribed)" } else { "" },
+        support::SAMPLE_EVERY,
+        timer_overhead_ns()
+    );
+    for scenario in SCENARIOS
+        .iter()
+        .filter(|s| LATENCY_SCENARIOS.contains(&s.name))
+    {
+        let _ = writeln!(md, "### {}\n", scenario_title(scenario));
+        md.push_str(
+            "| implementation | samples | push p50 | push p99 | push p99.9 | pop p50 | pop p99 | pop p99.9 |\n\
+             |---| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        for spec in queues(scenario.kind) {
+            md.push_str(&latency_row(cfg, scenario, &spec));
+        }
+        md.push('\n');
+    }
+    Section {
+        markdown: md,
+        plots: Vec::new(),
+    }
+}
+
+/// One implementation's latency row: a warm-up run, then a sampled run.
+fn latency_row(cfg: &Config, scenario: &Scenario, spec: &QueueSpec) -> String {
+    let mut runner = (spec.start)(scenario.capacity, LATENCY_PAIRS);
+    let per_producer = values_per_producer(cfg, runner.as_mut(), RUN_TARGET);
+    let mut r = runner.run(Job {
+        per_producer,
+        sample: true,
+    });
+    r.push_ns.sort_unstable();
+    r.pop_ns.sort_unstable();
+    let p = |v: &[u64], q: f64| percentile(v, q).map_or("-".into(), |x| x.to_string());
+    eprintln!("{:<14} {:<16} latency sampled", scenario.name, spec.name);
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        display_name(spec),
+        r.push_ns.len().min(r.pop_ns.len()),
+        p(&r.push_ns, 0.50),
+        p(&r.push_ns, 0.99),
+        p(&r.push_ns, 0.999),
+        p(&r.pop_ns, 0.50),
+        p(&r.pop_ns, 0.99),
+        p(&r.pop_ns, 0.999),
+    )
+}
+
+/// Nearest-rank percentile `q` of sorted `v`.
+fn percentile(v: &[u64], q: f64) -> Option<u64> {
+    let rank = ((q * v.len() as f64).ceil() as usize).max(1);
+    v.get(rank - 1).copied()
+}
+
+/// Median cost of timing an empty region with `Instant`, in ns.
+fn timer_overhead_ns() -> u64 {
+    let mut v: Vec<u64> = (0..10_000)
+        .map(|_| Instant::now().elapsed().as_nanos() as u64)
+        .collect();
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+// ---------------------------------------------------------------------------
+// Plots
+// ---------------------------------------------------------------------------
+
+/// Draws `plot` as an SVG line chart at `path`.
+fn write_svg(path: &Path, plot: &Plot) -> Res<()> {
+    let root = SVGBackend::new(path, (860, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (x_max, y_max) = plot.bounds();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&plot.title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.5..x_max + 0.5, 0.0..(y_max * 1.15).max(1e-3))?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_desc(&plot.x_desc)
+        .y_desc(&plot.y_desc)
+        .draw()?;
+    for (i, (name, pts)) in plot.series.iter().enumerate() {
+        draw_line(&mut chart, Palette99::pick(i).to_rgba(), name, pts)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// The chart type [`write_svg`] draws on.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws one named series as a line with point markers and a legend entry.
+fn draw_line(
+    chart: &mut Chart<'_, '_>,
+    color: RGBAColor,
+    name: &str,
+    pts: &[(f64, f64)],
+) -> Res<()> {
+    chart
+        .draw_series(LineSeries::new(pts.to_vec(), color.stroke_width(2)))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+    Ok(())
+}
