@@ -58,7 +58,8 @@
 //!   another began comes out first).
 //! - A successful `push` happens-before the `pop` that returns its value:
 //!   everything the producer wrote before pushing is visible to the consumer.
-//! - `len` is exact when no operation is in flight; otherwise it is a value
+//! - `len` is exact when no operation is in flight (see
+//!   [`BoundedQueue`]'s "Concurrent calls" for one rare exception); otherwise it is a value
 //!   the queue held at some moment during the call.
 //! - `docs/queue.md` explains every atomic ordering.
 //!

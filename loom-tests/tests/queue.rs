@@ -269,3 +269,28 @@ fn unbounded_close_races_push() {
         assert_eq!(drain_unbounded(&q), expected);
     });
 }
+
+/// Two pushes race `close`: whichever are refused hand their values back,
+/// and once everyone is done `len` equals what a drain then returns (the
+/// refused pushes' tickets are not counted; a race the fuzzer found).
+#[test]
+fn bounded_len_exact_after_pushes_race_close() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(2));
+        let producers: Vec<_> = [1u32, 2]
+            .into_iter()
+            .map(|v| {
+                let q = Arc::clone(&q);
+                thread::spawn(move || q.push(v).is_ok().then_some(v))
+            })
+            .collect();
+        q.close();
+        let accepted: Vec<u32> = producers
+            .into_iter()
+            .filter_map(|p| p.join().unwrap())
+            .collect();
+        assert_eq!(q.len(), accepted.len());
+        assert_eq!(sorted([drain_bounded(&q)]), sorted([accepted]));
+        assert_eq!(q.len(), 0);
+    });
+}

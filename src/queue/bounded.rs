@@ -26,8 +26,11 @@ use crate::sync::{AtomicBool, Ordering::Acquire, Ordering::Release};
 /// (Nikolaev, DISC 2019); see `docs/queue.md`.
 ///
 /// # Concurrent calls
-/// `len` is exact when no operation is in flight; under concurrency it is a
-/// value the queue had at some moment during the call. `push` can report
+/// `len` is exact when no operation is in flight (one rare exception: a
+/// producer that overtook a consumer still busy with the same slot one lap
+/// earlier may leave it one too high until the next pop passes that
+/// position). Under concurrency it is a value the queue had at some moment
+/// during the call. On a closed queue it counts the filled entries, O(len). `push` can report
 /// `Full` while a consumer that has taken the oldest slot has not yet
 /// given it back (the slot is counted until the pop returns).
 ///

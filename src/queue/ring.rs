@@ -394,17 +394,39 @@ impl IndexRing {
         self.threshold.store(self.threshold_max, SeqCst);
     }
 
-    /// The number of indices in the ring; exact when no operation is in
-    /// flight, otherwise a value some moment during the call could have had.
+    /// The number of indices in the ring: exact when no operation is in
+    /// flight, with one exception: on an open ring, a producer that found its
+    /// entry still held by a slow consumer of the previous lap skipped that
+    /// ticket, and `len` counts it until a consumer passes it. Under
+    /// concurrency, a value some moment during the call could have had.
     pub(crate) fn len(&self, max: usize) -> usize {
-        self.raw_len().min(max as u64) as usize
-    }
-
-    fn raw_len(&self) -> u64 {
         // SeqCst: a consistent-enough pair of counters for an estimate.
         let head = self.head.load(SeqCst);
-        let tail = self.tail.load(SeqCst) & !CLOSED;
-        tail.saturating_sub(head)
+        let raw_tail = self.tail.load(SeqCst);
+        let tail = raw_tail & !CLOSED;
+        let count = if raw_tail & CLOSED == 0 {
+            tail.saturating_sub(head)
+        } else {
+            // Enqueues refused by the closed ring spent tickets that could
+            // not always be returned (`return_ticket`), so `tail - head`
+            // over-counts: count the filled entries instead.
+            self.count_filled(head, tail)
+        };
+        count.min(max as u64) as usize
+    }
+
+    /// The number of tickets in `head..tail` whose entry holds an index of
+    /// that ticket's cycle. Each entry is visited at most once (the last
+    /// `2n` tickets cover the ring), so this costs O(len).
+    fn count_filled(&self, head: u64, tail: u64) -> u64 {
+        let start = head.max(tail.saturating_sub(self.size()));
+        (start..tail)
+            .filter(|&ticket| {
+                // SeqCst: an observation for an estimate, like `len`'s.
+                let entry = self.decode(self.entry(ticket).load(SeqCst));
+                entry.cycle == self.cycle_of(ticket) && entry.index != self.bottom()
+            })
+            .count() as u64
     }
 
     /// The indices stored in the ring, in no particular order. Only
@@ -495,6 +517,24 @@ mod tests {
         // Failed tickets do not leave the length inflated once a consumer
         // has caught the tail up.
         assert_eq!(ring.len(2), 0);
+    }
+
+    #[test]
+    fn len_is_exact_after_refused_tickets_that_could_not_be_returned() {
+        use super::{SeqCst, CLOSED};
+        // Two enqueues refused by a closed ring, as in the race found by
+        // the fuzzer: A takes T, B takes T + 1, A's return fails, B's works.
+        let ring = IndexRing::new_empty(4);
+        ring.enqueue(2).unwrap();
+        ring.close();
+        let a = ring.tail.fetch_add(1, SeqCst);
+        let b = ring.tail.fetch_add(1, SeqCst);
+        assert_ne!(a & CLOSED, 0);
+        ring.return_ticket(a);
+        ring.return_ticket(b);
+        assert_eq!(ring.len(4), 1);
+        assert_eq!(ring.dequeue(), Some(2));
+        assert_eq!(ring.len(4), 0);
     }
 
     #[test]

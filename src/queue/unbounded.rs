@@ -50,7 +50,9 @@ impl<T> Segment<T> {
 /// that stalls while pinned delays freeing, never progress.
 ///
 /// # Concurrent calls
-/// `len` walks the segments and is exact when no operation is in flight.
+/// `len` walks the segments and is exact when no operation is in flight,
+/// with the same rare exception as [`BoundedQueue`](crate::BoundedQueue)'s
+/// (see its "Concurrent calls").
 ///
 /// # Examples
 /// ```
