@@ -128,6 +128,17 @@ impl<T> BoundedQueue<T> {
     /// Appends `value`; if the queue is full, removes the oldest value to
     /// make room and returns it as `Ok(Some(oldest))`.
     ///
+    /// # Concurrent calls
+    /// Displacement is two linearizable steps, not one: a pop of the oldest
+    /// value, then a push of `value` into the slot it freed. Another thread
+    /// can observe the state in between: for a moment the queue holds one
+    /// value fewer (a `pop` on a full queue of capacity 1 may return `None`,
+    /// `is_empty` may be `true`). No value is lost or duplicated: the
+    /// displaced value is returned and `value` is inside when the call
+    /// returns. crossbeam's `ArrayQueue::force_push` is atomic; SCQ's index
+    /// indirection, which is what makes this queue lock-free, does not
+    /// allow it.
+    ///
     /// # Errors
     /// [`PushError::Closed`] with the value after [`close`](Self::close).
     ///

@@ -18,7 +18,9 @@ use super::error::PushError;
 use super::slots::{SlotPushError, SlotRing};
 use super::waiters::{Source, Waiters};
 use crate::sync::epoch::{self, Guard};
-use crate::sync::{AtomicBool, AtomicPtr, CachePadded, Ordering::AcqRel, Ordering::Acquire};
+use crate::sync::{
+    AtomicBool, AtomicPtr, CachePadded, Ordering::AcqRel, Ordering::Acquire, Ordering::SeqCst,
+};
 
 /// Values per segment for [`UnboundedQueue::new`].
 pub const DEFAULT_SEGMENT_CAPACITY: usize = 256;
@@ -222,11 +224,15 @@ impl<T> UnboundedQueue<T> {
                 SlotPushError::Full(v) | SlotPushError::Closed(v) => v,
             });
         }
-        // AcqRel: Release publishes the new segment (with our value) to the
-        // consumers and producers that load `next` with Acquire.
+        // SeqCst: publishes the new segment (with our value) like a release,
+        // and, with the SeqCst load of `next` in `pop`, takes part in the
+        // waiter protocol (`waiters.rs`): either the sleeping consumer's
+        // re-check finds this segment or our `notify_one` sees its
+        // registration. With AcqRel both could miss (store buffering; miri
+        // found the lost wakeup).
         match segment
             .next
-            .compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire)
+            .compare_exchange(ptr::null_mut(), fresh, SeqCst, Acquire)
         {
             Ok(_) => {
                 // AcqRel: see `help_tail`; failure means someone helped.
@@ -264,8 +270,9 @@ impl<T> UnboundedQueue<T> {
             if let Some(value) = segment.ring.pop() {
                 return Some(value);
             }
-            // Acquire: pairs with the linking CAS in `append`.
-            let next = segment.next.load(Acquire);
+            // SeqCst: pairs with the linking CAS in `append`, in the total
+            // order the waiter protocol needs (see there).
+            let next = segment.next.load(SeqCst);
             if next.is_null() {
                 return None;
             }
