@@ -37,17 +37,18 @@ use crate::sync::{AtomicBool, Ordering::Acquire, Ordering::Release};
 /// # Examples
 /// ```
 /// use std::sync::Arc;
+/// use std::thread;
 /// use unlocked::BoundedQueue;
 ///
 /// let q = Arc::new(BoundedQueue::new(128));
 /// let producer = {
 ///     let q = Arc::clone(&q);
-///     std::thread::spawn(move || {
+///     thread::spawn(move || {
 ///         for i in 0..1000 {
 ///             let mut v = i;
 ///             while let Err(e) = q.push(v) {
 ///                 v = e.into_inner();
-///                 std::thread::yield_now();
+///                 thread::yield_now();
 ///             }
 ///         }
 ///         q.close();

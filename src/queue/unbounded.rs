@@ -299,10 +299,9 @@ impl<T> UnboundedQueue<T> {
             .compare_exchange(head, next, AcqRel, Acquire)
             .is_ok()
         {
+            // Its ring holds no values (LSCQ); `Drop` would drop any left.
             // SAFETY: `head` and `tail` are both past the segment, so only
-            // threads pinned now can hold it; the guard defers the free until
-            // they unpin. Its ring is empty of values but `Drop` would drop
-            // any that a late producer left (none, per LSCQ).
+            // threads pinned now hold it; the free waits until they unpin.
             unsafe { guard.defer_unchecked(move || drop(Box::from_raw(head))) };
         }
     }
