@@ -18,6 +18,16 @@ use loom::sync::Arc;
 use loom::thread;
 use unlocked::{BoundedQueue, PushError, UnboundedQueue};
 
+/// Runs `f` on a new loom thread with its own handle to the queue.
+fn spawn_with<Q, R>(q: &Arc<Q>, f: impl FnOnce(&Q) -> R + Send + 'static) -> thread::JoinHandle<R>
+where
+    Q: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let q = Arc::clone(q);
+    thread::spawn(move || f(&q))
+}
+
 /// Pops everything left, in order.
 fn drain_bounded(q: &BoundedQueue<u32>) -> Vec<u32> {
     std::iter::from_fn(|| q.pop()).collect()
@@ -43,8 +53,7 @@ fn bounded_two_producers_one_consumer_capacity_one() {
         let producers: Vec<_> = [1u32, 2]
             .into_iter()
             .map(|v| {
-                let q = Arc::clone(&q);
-                thread::spawn(move || match q.push(v) {
+                spawn_with(&q, move |q| match q.push(v) {
                     Ok(()) => Some(v),
                     Err(PushError::Full(back)) => {
                         assert_eq!(back, v);
@@ -54,10 +63,7 @@ fn bounded_two_producers_one_consumer_capacity_one() {
                 })
             })
             .collect();
-        let consumer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.pop())
-        };
+        let consumer = spawn_with(&q, move |q| q.pop());
         let accepted: Vec<u32> = producers
             .into_iter()
             .filter_map(|p| p.join().unwrap())
@@ -77,17 +83,11 @@ fn bounded_two_producers_one_consumer_capacity_one() {
 fn bounded_push_races_pop_on_empty() {
     loom::model(|| {
         let q = Arc::new(BoundedQueue::new(2));
-        let producer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || {
-                q.push(7).unwrap();
-                q.push(8).unwrap();
-            })
-        };
-        let consumer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.pop())
-        };
+        let producer = spawn_with(&q, move |q| {
+            q.push(7).unwrap();
+            q.push(8).unwrap();
+        });
+        let consumer = spawn_with(&q, move |q| q.pop());
         producer.join().unwrap();
         let first = consumer.join().unwrap();
         let rest = drain_bounded(&q);
@@ -107,14 +107,8 @@ fn bounded_push_races_pop_on_full() {
     loom::model(|| {
         let q = Arc::new(BoundedQueue::new(1));
         q.push(1).unwrap();
-        let producer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.push(2).is_ok())
-        };
-        let consumer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.pop())
-        };
+        let producer = spawn_with(&q, move |q| q.push(2).is_ok());
+        let consumer = spawn_with(&q, move |q| q.pop());
         let pushed = producer.join().unwrap();
         assert_eq!(consumer.join().unwrap(), Some(1));
         let rest = drain_bounded(&q);
@@ -128,12 +122,7 @@ fn bounded_two_consumers_one_value() {
     loom::model(|| {
         let q = Arc::new(BoundedQueue::new(1));
         q.push(5).unwrap();
-        let consumers: Vec<_> = (0..2)
-            .map(|_| {
-                let q = Arc::clone(&q);
-                thread::spawn(move || q.pop())
-            })
-            .collect();
+        let consumers: Vec<_> = (0..2).map(|_| spawn_with(&q, move |q| q.pop())).collect();
         let got: Vec<u32> = consumers
             .into_iter()
             .filter_map(|c| c.join().unwrap())
@@ -149,22 +138,13 @@ fn bounded_two_consumers_one_value() {
 fn bounded_close_races_push_and_pop() {
     loom::model(|| {
         let q = Arc::new(BoundedQueue::new(2));
-        let producer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || match q.push(3) {
-                Ok(()) => true,
-                Err(PushError::Closed(3)) => false,
-                Err(e) => panic!("unexpected {e:?}"),
-            })
-        };
-        let closer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.close())
-        };
-        let consumer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.pop())
-        };
+        let producer = spawn_with(&q, move |q| match q.push(3) {
+            Ok(()) => true,
+            Err(PushError::Closed(3)) => false,
+            Err(e) => panic!("unexpected {e:?}"),
+        });
+        let closer = spawn_with(&q, move |q| q.close());
+        let consumer = spawn_with(&q, move |q| q.pop());
         let accepted = producer.join().unwrap();
         closer.join().unwrap();
         let popped: Vec<u32> = consumer.join().unwrap().into_iter().collect();
@@ -182,14 +162,8 @@ fn bounded_force_push_races_pop() {
     loom::model(|| {
         let q = Arc::new(BoundedQueue::new(1));
         q.push(1).unwrap();
-        let forcer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.force_push(2).unwrap())
-        };
-        let consumer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.pop())
-        };
+        let forcer = spawn_with(&q, move |q| q.force_push(2).unwrap());
+        let consumer = spawn_with(&q, move |q| q.pop());
         let displaced: Vec<u32> = forcer.join().unwrap().into_iter().collect();
         let popped: Vec<u32> = consumer.join().unwrap().into_iter().collect();
         let seen = sorted([displaced, popped, drain_bounded(&q)]);
@@ -205,15 +179,9 @@ fn unbounded_segment_append_races_retire() {
         let q = Arc::new(UnboundedQueue::with_segment_capacity(1));
         let producers: Vec<_> = [1u32, 2]
             .into_iter()
-            .map(|v| {
-                let q = Arc::clone(&q);
-                thread::spawn(move || q.push(v).unwrap())
-            })
+            .map(|v| spawn_with(&q, move |q| q.push(v).unwrap()))
             .collect();
-        let consumer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.pop())
-        };
+        let consumer = spawn_with(&q, move |q| q.pop());
         for p in producers {
             p.join().unwrap();
         }
@@ -229,17 +197,11 @@ fn unbounded_segment_append_races_retire() {
 fn unbounded_fifo_across_segments() {
     loom::model(|| {
         let q = Arc::new(UnboundedQueue::with_segment_capacity(1));
-        let producer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || {
-                q.push(1).unwrap();
-                q.push(2).unwrap();
-            })
-        };
-        let consumer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || [q.pop(), q.pop()])
-        };
+        let producer = spawn_with(&q, move |q| {
+            q.push(1).unwrap();
+            q.push(2).unwrap();
+        });
+        let consumer = spawn_with(&q, move |q| [q.pop(), q.pop()]);
         producer.join().unwrap();
         let got: Vec<u32> = consumer.join().unwrap().into_iter().flatten().collect();
         let mut all = got.clone();
@@ -254,14 +216,8 @@ fn unbounded_close_races_push() {
     loom::model(|| {
         let q = Arc::new(UnboundedQueue::with_segment_capacity(1));
         q.push(1).unwrap();
-        let producer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.push(2).is_ok())
-        };
-        let closer = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || q.close())
-        };
+        let producer = spawn_with(&q, move |q| q.push(2).is_ok());
+        let closer = spawn_with(&q, move |q| q.close());
         let accepted = producer.join().unwrap();
         closer.join().unwrap();
         assert!(q.push(3).is_err());
@@ -279,10 +235,7 @@ fn bounded_len_exact_after_pushes_race_close() {
         let q = Arc::new(BoundedQueue::new(2));
         let producers: Vec<_> = [1u32, 2]
             .into_iter()
-            .map(|v| {
-                let q = Arc::clone(&q);
-                thread::spawn(move || q.push(v).is_ok().then_some(v))
-            })
+            .map(|v| spawn_with(&q, move |q| q.push(v).is_ok().then_some(v)))
             .collect();
         q.close();
         let accepted: Vec<u32> = producers
