@@ -74,6 +74,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod clock;
 pub mod queue;
 mod sync;
 
@@ -90,4 +91,5 @@ pub mod docs {
     pub mod dependencies {}
 }
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};

@@ -1,0 +1,149 @@
+//! Time as the crate's structures see it: a [`Clock`] they take, so that
+//! tests, fuzz targets and simulations can drive leases and TTLs by hand.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// A monotonic source of time, read as the [`Duration`] since the clock's own
+/// starting point.
+///
+/// Structures that expire things (cache TTLs, work-queue leases) read time
+/// only through this trait. [`SystemClock`] is the default; [`ManualClock`]
+/// moves only when told to.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use unlocked::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// assert_eq!(clock.now(), Duration::ZERO);
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(clock.now(), Duration::from_secs(5));
+/// ```
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Time elapsed since the clock's starting point; never goes backwards.
+    fn now(&self) -> Duration;
+}
+
+/// The real monotonic clock ([`Instant`]), counted from its creation.
+///
+/// # Examples
+/// ```
+/// use unlocked::{Clock, SystemClock};
+///
+/// let clock = SystemClock::new();
+/// let a = clock.now();
+/// assert!(clock.now() >= a);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct SystemClock {
+    /// The starting point.
+    start: Instant,
+}
+
+impl SystemClock {
+    /// A clock that starts at zero now.
+    #[must_use]
+    pub fn new() -> Self {
+        SystemClock {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// A clock that moves only when [`advance`](ManualClock::advance) or
+/// [`set`](ManualClock::set) is called: for tests and simulations.
+///
+/// Clones share the same time, so a test keeps one and hands the other to
+/// the structure under test.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use unlocked::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let shared = clock.clone();
+/// clock.advance(Duration::from_millis(250));
+/// assert_eq!(shared.now(), Duration::from_millis(250));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    /// Nanoseconds since zero, shared between clones.
+    nanos: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at zero.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward by `by` (saturating at `u64::MAX` ns).
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        // Relaxed: the clock is a single number; readers that need ordering
+        // with other data get it from that data's own synchronisation.
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add(by))
+            });
+    }
+
+    /// Sets the clock to `to`, if that is not earlier than now (a monotonic
+    /// clock never goes back; an earlier `to` is ignored).
+    pub fn set(&self, to: Duration) {
+        let to = u64::try_from(to.as_nanos()).unwrap_or(u64::MAX);
+        // Relaxed: as in `advance`.
+        self.nanos.fetch_max(to, Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Duration {
+        // Relaxed: as in `advance`.
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_forward() {
+        let c = ManualClock::new();
+        c.advance(Duration::from_secs(2));
+        c.set(Duration::from_secs(1));
+        assert_eq!(c.now(), Duration::from_secs(2));
+        c.set(Duration::from_secs(3));
+        assert_eq!(c.now(), Duration::from_secs(3));
+        c.advance(Duration::MAX);
+        assert_eq!(c.now(), Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn system_clock_is_monotonic() {
+        let c = SystemClock::new();
+        let a = c.now();
+        assert!(c.now() >= a);
+    }
+}
