@@ -85,6 +85,8 @@ struct ReadmeDoctests;
 
 /// Long-form documentation, rendered from `docs/`.
 pub mod docs {
+    #[doc = include_str!("../docs/architecture.md")]
+    pub mod architecture {}
     #[doc = include_str!("../docs/queue.md")]
     pub mod queue {}
     #[doc = include_str!("../docs/dependencies.md")]
