@@ -7,7 +7,7 @@
 //! | module | what | status |
 //! |---|---|---|
 //! | [`queue`] | [`BoundedQueue`], [`UnboundedQueue`]: lock-free MPMC FIFO queues with close, timeouts and async pop | available |
-//! | `work` | `WorkQueue`: ids, statuses, leases, retries, dead letters | planned |
+//! | [`work`] | [`WorkQueue`]: lock-free job queue with ids, statuses, leases, retries, dead letters | available |
 //! | `cache` | `Cache`: sharded, lock-free reads, TTL, S3-FIFO eviction | planned |
 //! | `config` | `ConfigStore`: copy-on-write snapshots, crash-safe persistence | planned |
 //!
@@ -77,6 +77,7 @@
 mod clock;
 pub mod queue;
 mod sync;
+pub mod work;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -93,3 +94,7 @@ pub mod docs {
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};
+pub use work::{
+    BuildError, Claim, ItemId, ItemSnapshot, ItemStatus, QueueFull, StatusCounts, WorkError,
+    WorkQueue, WorkQueueBuilder,
+};
