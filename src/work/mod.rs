@@ -492,7 +492,9 @@ impl<T> WorkQueue<T> {
     /// attempt, records [`LEASE_EXPIRED`] as the reason, and puts the item
     /// back to pending, or makes it a dead letter at `max_attempts`.
     /// Returns how many items it took back. Call it periodically (a job
-    /// that kills its worker can then never loop forever).
+    /// that kills its worker can then never loop forever). The items one
+    /// call takes back join the tail of the pending order in slot order
+    /// (unspecified, but deterministic for one history).
     ///
     /// # Examples
     /// ```
