@@ -176,9 +176,8 @@ fn retire(old: *mut LastError, guard: &Guard) {
 
 impl<T> Drop for Item<T> {
     fn drop(&mut self) {
-        // Acquire: `&mut self`, nothing is in flight; the load pairs with the
-        // last swap for the record's contents.
-        let p = self.last_error.load(Acquire);
+        // `&mut self`: nothing is in flight, no ordering needed.
+        let p = crate::sync::ptr_get_mut(&mut self.last_error);
         if !p.is_null() {
             // SAFETY: the item owns its current record; it was never retired.
             drop(unsafe { Box::from_raw(p) });
