@@ -194,3 +194,34 @@ fn two_claims_one_item_then_release() {
         assert_eq!(q.counts().processing, 1);
     });
 }
+
+/// Two threads each free a slot and take one from the free list (a tagged
+/// Treiber stack) at the same time: the two new items get distinct slots,
+/// and each id finds exactly its own item.
+#[test]
+fn free_list_hands_each_slot_to_one_adder() {
+    loom::model(|| {
+        let (q, _clock) = queue(3);
+        let x = q.add(1).unwrap();
+        let y = q.add(2).unwrap();
+        let a = spawn_with(&q, move |q| {
+            q.remove(x).unwrap();
+            q.add(10).unwrap()
+        });
+        let b = spawn_with(&q, move |q| {
+            q.remove(y).unwrap();
+            q.add(20).unwrap()
+        });
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert_ne!(a, b);
+        assert_ne!(
+            a.as_u64() as u32,
+            b.as_u64() as u32,
+            "one slot handed out twice"
+        );
+        assert_eq!(*q.get(a).unwrap().data(), 10);
+        assert_eq!(*q.get(b).unwrap().data(), 20);
+        assert!(q.get(x).is_none() && q.get(y).is_none());
+        assert_eq!(q.len(), 2);
+    });
+}

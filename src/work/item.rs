@@ -76,8 +76,8 @@ struct LastError {
 pub(crate) struct Item<T> {
     pub(crate) id: ItemId,
     pub(crate) data: T,
-    /// Clock time of `add`, for `snapshot`'s order.
-    pub(crate) added_at: u64,
+    /// Add sequence number, for `snapshot`'s order.
+    pub(crate) seq: u64,
     /// The packed [`State`]; changed only by compare-and-swap.
     pub(crate) state: AtomicU64,
     /// Lease deadline in clock nanoseconds; raised with `fetch_max` before
@@ -88,11 +88,11 @@ pub(crate) struct Item<T> {
 }
 
 impl<T> Item<T> {
-    pub(crate) fn new(id: ItemId, data: T, added_at: u64) -> Item<T> {
+    pub(crate) fn new(id: ItemId, data: T, seq: u64) -> Item<T> {
         Item {
             id,
             data,
-            added_at,
+            seq,
             state: AtomicU64::new(State::new(raw::PENDING, 0, 0).0),
             deadline: AtomicU64::new(0),
             last_error: AtomicPtr::new(std::ptr::null_mut()),
@@ -119,7 +119,11 @@ impl<T> Item<T> {
 
     /// The last failure reason, if any.
     pub(crate) fn last_error(&self) -> Option<Arc<str>> {
-        let _guard = epoch::pin();
+        self.last_error_in(&epoch::pin())
+    }
+
+    /// [`last_error`](Self::last_error) under the caller's guard.
+    pub(crate) fn last_error_in(&self, _guard: &Guard) -> Option<Arc<str>> {
         // Acquire: pairs with the AcqRel CAS in `set_last_error`, making
         // the boxed record's contents visible.
         let p = self.last_error.load(Acquire);
@@ -441,9 +445,9 @@ pub struct ItemSnapshot<T> {
 }
 
 impl<T> ItemSnapshot<T> {
-    pub(crate) fn of(item: Arc<Item<T>>, state: State) -> Option<ItemSnapshot<T>> {
+    pub(crate) fn of(item: Arc<Item<T>>, state: State, guard: &Guard) -> Option<ItemSnapshot<T>> {
         let status = state.public()?;
-        let last_error = item.last_error();
+        let last_error = item.last_error_in(guard);
         Some(ItemSnapshot {
             item,
             status,

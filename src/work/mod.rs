@@ -38,7 +38,8 @@ use crate::queue::waiters::{Source, Waiters};
 use crate::queue::UnboundedQueue;
 use crate::sync::epoch;
 use crate::sync::{
-    AtomicBool, AtomicUsize, CachePadded, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+    AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering::Acquire, Ordering::Relaxed,
+    Ordering::Release,
 };
 use item::{raw, Item, State};
 use table::Table;
@@ -115,9 +116,13 @@ pub const LEASE_EXPIRED: &str = "lease expired";
 pub struct WorkQueue<T> {
     table: Table<T>,
     pending: UnboundedQueue<Arc<Item<T>>>,
-    /// Stored items, reserved before insert and released after unlink, so
-    /// that it never undercounts: the `max_size` bound is strict.
-    size: CachePadded<AtomicUsize>,
+    /// Items added so far; each add's number orders `snapshot`.
+    added: CachePadded<AtomicU64>,
+    /// Items removed so far (unbounded queues: `len` is the difference).
+    removed: CachePadded<AtomicU64>,
+    /// Bounded queues: stored items, reserved before insert and released
+    /// after unlink, so that it never undercounts: the bound is strict.
+    reserved: CachePadded<AtomicUsize>,
     max_size: Option<usize>,
     max_attempts: u32,
     lease: Duration,
@@ -164,7 +169,9 @@ impl<T> WorkQueue<T> {
             } else {
                 256
             }),
-            size: CachePadded::new(AtomicUsize::new(0)),
+            added: CachePadded::new(AtomicU64::new(0)),
+            removed: CachePadded::new(AtomicU64::new(0)),
+            reserved: CachePadded::new(AtomicUsize::new(0)),
             max_size: b.max_size,
             max_attempts: b.max_attempts,
             lease: b.lease,
@@ -223,28 +230,24 @@ impl<T> WorkQueue<T> {
         if !self.reserve() {
             return Err(QueueFull(data));
         }
-        let added_at = self.now();
-        let item = self
-            .table
-            .insert(|id| Arc::new(Item::new(id, data, added_at)));
+        // Relaxed: a number for `snapshot`'s order, published with the item.
+        let seq = self.added.fetch_add(1, Relaxed);
+        let item = self.table.insert(|id| Arc::new(Item::new(id, data, seq)));
         let id = item.id;
         self.enqueue(item);
         Ok(id)
     }
 
-    /// Counts one more stored item, unless that would pass `max_size`.
+    /// Bounded queues: counts one more stored item, unless that would pass
+    /// `max_size`. Unbounded queues count nothing here.
     fn reserve(&self) -> bool {
         match self.max_size {
+            None => true,
             // Relaxed: the count guards no data, only the bound; a reserve
             // and the release after an unlink are both read-modify-writes,
             // so the count itself is exact.
-            None => {
-                self.size.fetch_add(1, Relaxed);
-                true
-            }
-            // Relaxed: as above.
             Some(max) => self
-                .size
+                .reserved
                 .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
                 .is_ok(),
         }
@@ -568,9 +571,8 @@ impl<T> WorkQueue<T> {
     pub fn get(&self, id: ItemId) -> Option<ItemSnapshot<T>> {
         let guard = epoch::pin();
         let item = self.table.get(id, &guard)?;
-        drop(guard);
         let state = item.state();
-        ItemSnapshot::of(item, state)
+        ItemSnapshot::of(item, state, &guard)
     }
 
     /// Removes the item stored under `id`, whatever its status, and
@@ -602,10 +604,14 @@ impl<T> WorkQueue<T> {
             }
         }
         self.table.unlink(&item, &guard);
-        drop(guard);
-        // Relaxed: see `reserve`; the slot is already unlinked.
-        self.size.fetch_sub(1, Relaxed);
-        ItemSnapshot::of(item, state)
+        if self.max_size.is_some() {
+            // Relaxed: see `reserve`; the slot is already unlinked.
+            self.reserved.fetch_sub(1, Relaxed);
+        } else {
+            // Relaxed: a count read on its own (see `len`).
+            self.removed.fetch_add(1, Relaxed);
+        }
+        ItemSnapshot::of(item, state, &guard)
     }
 
     /// How many items are stored, whatever their status.
@@ -617,8 +623,17 @@ impl<T> WorkQueue<T> {
     /// assert_eq!(q.len(), 1);
     /// ```
     pub fn len(&self) -> usize {
-        // Relaxed: a count read on its own.
-        self.size.load(Relaxed)
+        match self.max_size {
+            // Relaxed: a count read on its own.
+            Some(_) => self.reserved.load(Relaxed),
+            None => {
+                // Relaxed: counts read on their own; during concurrent
+                // calls the difference is weakly consistent (never negative).
+                let removed = self.removed.load(Relaxed);
+                let added = self.added.load(Relaxed);
+                added.saturating_sub(removed) as usize
+            }
+        }
     }
 
     /// `true` if no item is stored.
@@ -657,7 +672,8 @@ impl<T> WorkQueue<T> {
     }
 
     /// Every stored item, each as it was when read, in the order they were
-    /// added (by the clock; ties by id). The vector is owned: nothing in
+    /// added (the order of their `add`s' numbering, which agrees with the
+    /// order of `add`s that did not overlap). The vector is owned: nothing in
     /// the queue is held while the caller iterates.
     ///
     /// # Examples
@@ -671,13 +687,13 @@ impl<T> WorkQueue<T> {
     pub fn snapshot(&self) -> Vec<ItemSnapshot<T>> {
         let mut all = Vec::new();
         let guard = epoch::pin();
-        self.table.for_each(&guard, |item, _| {
-            if let Some(s) = ItemSnapshot::of(Arc::clone(item), item.state()) {
+        self.table.for_each(&guard, |item, guard| {
+            if let Some(s) = ItemSnapshot::of(Arc::clone(item), item.state(), guard) {
                 all.push(s);
             }
         });
         drop(guard);
-        all.sort_by_key(|s| (s.item.added_at, s.item.id));
+        all.sort_by_key(|s| s.item.seq);
         all
     }
 }

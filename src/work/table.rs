@@ -8,15 +8,19 @@
 //! and drops the slot's count through the epoch, after every reader that
 //! could have seen it has unpinned.
 //!
-//! Slot indices are recycled through a lock-free free list (the crate's own
-//! [`UnboundedQueue`]); each slot keeps a generation that goes into the
-//! [`ItemId`], so an old id never finds the slot's next item.
+//! Slot indices are recycled through a lock-free free list: a Treiber stack
+//! threaded through the slots themselves (slots are never freed while the
+//! table lives), whose head packs a 32-bit tag beside the index so that a
+//! pop that read a stale `next` fails its compare-and-swap (no ABA unless
+//! one thread stalls across 2^32 free-list operations). LIFO reuse keeps
+//! recently used slots warm in the cache. Each slot also keeps a generation
+//! that goes into the [`ItemId`], so an old id never finds the slot's next
+//! item.
 
 use std::ptr;
 use std::sync::Arc;
 
 use super::item::{Item, ItemId};
-use crate::queue::UnboundedQueue;
 use crate::sync::epoch::Guard;
 use crate::sync::{
     AtomicPtr, AtomicU64, AtomicUsize, CachePadded, Ordering::AcqRel, Ordering::Acquire,
@@ -34,6 +38,8 @@ pub(crate) struct Slot<T> {
     /// Bumped by each remove; read by the next owner of the slot index,
     /// which got the index through the free list (a happens-before edge).
     generation: AtomicU64,
+    /// While on the free list: the next free index plus one (0: none).
+    next_free: AtomicU64,
 }
 
 impl<T> Slot<T> {
@@ -41,7 +47,23 @@ impl<T> Slot<T> {
         Slot {
             item: AtomicPtr::new(ptr::null_mut()),
             generation: AtomicU64::new(0),
+            next_free: AtomicU64::new(0),
         }
+    }
+}
+
+/// The free list's head word: `tag << 32 | (index + 1)`, 0 in the low half
+/// meaning empty.
+#[derive(Clone, Copy)]
+struct FreeHead(u64);
+
+impl FreeHead {
+    fn top(self) -> Option<u32> {
+        (self.0 as u32).checked_sub(1)
+    }
+    /// The next head: `top` (index plus one, 0 for empty), tag bumped.
+    fn then(self, top_plus_one: u64) -> FreeHead {
+        FreeHead(((self.0 >> 32).wrapping_add(1) << 32) | top_plus_one)
     }
 }
 
@@ -49,7 +71,8 @@ pub(crate) struct Table<T> {
     segments: [AtomicPtr<Slot<T>>; SEGMENTS],
     /// Slot indices handed out so far (one past the highest).
     next: CachePadded<AtomicUsize>,
-    free: UnboundedQueue<u32>,
+    /// Head of the free list ([`FreeHead`]).
+    free: CachePadded<AtomicU64>,
 }
 
 // SAFETY: the table owns `Arc<Item<T>>`s behind raw pointers; items move
@@ -76,7 +99,7 @@ impl<T> Table<T> {
         Table {
             segments: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             next: CachePadded::new(AtomicUsize::new(0)),
-            free: UnboundedQueue::with_segment_capacity(if cfg!(unlocked_loom) { 2 } else { 256 }),
+            free: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
@@ -115,7 +138,7 @@ impl<T> Table<T> {
 
     /// Stores `make(id)` in a free slot and returns the id.
     pub(crate) fn insert(&self, make: impl FnOnce(ItemId) -> Arc<Item<T>>) -> Arc<Item<T>> {
-        let index = self.free.pop().unwrap_or_else(|| {
+        let index = self.pop_free().unwrap_or_else(|| {
             // Relaxed: a plain counter; the slot's contents are published by
             // the item store below.
             let index = self.next.fetch_add(1, Relaxed);
@@ -165,8 +188,50 @@ impl<T> Table<T> {
         // SAFETY: `p` is unlinked; readers pinned now may still hold it, so
         // its strong count is dropped after they unpin.
         unsafe { guard.defer_unchecked(move || drop(Arc::from_raw(p))) };
-        if self.free.push(index).is_err() {
-            unreachable!("the free list is never closed");
+        self.push_free(index, slot);
+    }
+
+    /// Puts a slot index (whose slot is empty) on the free list.
+    fn push_free(&self, index: u32, slot: &Slot<T>) {
+        // Relaxed: the CAS below re-checks the head.
+        let mut head = FreeHead(self.free.load(Relaxed));
+        loop {
+            // Relaxed: published by the Release CAS below.
+            slot.next_free.store(head.0 & u32::MAX as u64, Relaxed);
+            // Release: publishes `next_free`, the emptied slot and its new
+            // generation to the thread that pops this index (Acquire).
+            match self.free.compare_exchange_weak(
+                head.0,
+                head.then(index as u64 + 1).0,
+                Release,
+                Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => head = FreeHead(actual),
+            }
+        }
+    }
+
+    /// Takes a slot index off the free list, if any.
+    fn pop_free(&self) -> Option<u32> {
+        // Acquire: pairs with the Release CAS of the push that put the top
+        // index there, so its `next_free` and generation are visible.
+        let mut head = FreeHead(self.free.load(Acquire));
+        loop {
+            let top = head.top()?;
+            let slot = self.slot(top).expect("a freed slot's segment exists");
+            // Relaxed: ordered by the Acquire load of `head`; a stale value
+            // (the slot was popped and pushed again meanwhile) makes the CAS
+            // fail, because every push and pop bumps the tag.
+            let next = slot.next_free.load(Relaxed);
+            // Acquire: as for the load above (on failure, the new top's push).
+            match self
+                .free
+                .compare_exchange_weak(head.0, head.then(next).0, Acquire, Acquire)
+            {
+                Ok(_) => return Some(top),
+                Err(actual) => head = FreeHead(actual),
+            }
         }
     }
 
