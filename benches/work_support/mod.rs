@@ -288,8 +288,11 @@ impl<Q: BenchWork> Workers<Q> {
 impl<Q: BenchWork> Runner for Workers<Q> {
     fn run(&mut self, cycles: u64) -> Duration {
         self.shared.cycles.store(cycles, Relaxed);
-        self.shared.start.wait();
+        // The clock starts before the release: if this thread were
+        // descheduled right after it, a clock started later would miss the
+        // work done meanwhile.
         let t0 = Instant::now();
+        self.shared.start.wait();
         self.shared.end.wait();
         let elapsed = t0.elapsed();
         self.added += cycles * self.workers as u64;
