@@ -62,6 +62,12 @@
 //!   [`BoundedQueue`]'s "Concurrent calls" for one rare exception); otherwise it is a value
 //!   the queue held at some moment during the call.
 //! - `docs/queue.md` explains every atomic ordering.
+//! - [`WorkQueue`]: every status change is one compare-and-swap on the
+//!   item, so a claim settles its item at most once and a stale claim is
+//!   refused; a successful `add` happens-before the `claim` that returns
+//!   the item. `len`, `counts` and `snapshot` are exact whenever no
+//!   operation is in flight. `docs/work.md` has the state machine, the
+//!   orderings and the migration guide from the seeds' `MemoryQueue`.
 //!
 //! ## Cargo features
 //! | feature | default | what it does |
@@ -88,6 +94,8 @@ struct ReadmeDoctests;
 pub mod docs {
     #[doc = include_str!("../docs/queue.md")]
     pub mod queue {}
+    #[doc = include_str!("../docs/work.md")]
+    pub mod work {}
     #[doc = include_str!("../docs/dependencies.md")]
     pub mod dependencies {}
 }
