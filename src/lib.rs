@@ -7,7 +7,7 @@
 //! | module | what | status |
 //! |---|---|---|
 //! | [`queue`] | [`BoundedQueue`], [`UnboundedQueue`]: lock-free MPMC FIFO queues with close, timeouts and async pop | available |
-//! | `work` | `WorkQueue`: ids, statuses, leases, retries, dead letters | planned |
+//! | [`work`] | [`WorkQueue`]: lock-free job queue with ids, statuses, leases, retries, dead letters | available |
 //! | `cache` | `Cache`: sharded, lock-free reads, TTL, S3-FIFO eviction | planned |
 //! | `config` | `ConfigStore`: copy-on-write snapshots, crash-safe persistence | planned |
 //!
@@ -62,6 +62,12 @@
 //!   [`BoundedQueue`]'s "Concurrent calls" for one rare exception); otherwise it is a value
 //!   the queue held at some moment during the call.
 //! - `docs/queue.md` explains every atomic ordering.
+//! - [`WorkQueue`]: every status change is one compare-and-swap on the
+//!   item, so a claim settles its item at most once and a stale claim is
+//!   refused; a successful `add` happens-before the `claim` that returns
+//!   the item. `len`, `counts` and `snapshot` are exact whenever no
+//!   operation is in flight. `docs/work.md` has the state machine, the
+//!   orderings and the migration guide from the seeds' `MemoryQueue`.
 //!
 //! ## Cargo features
 //! | feature | default | what it does |
@@ -77,6 +83,7 @@
 mod clock;
 pub mod queue;
 mod sync;
+pub mod work;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -89,9 +96,15 @@ pub mod docs {
     pub mod architecture {}
     #[doc = include_str!("../docs/queue.md")]
     pub mod queue {}
+    #[doc = include_str!("../docs/work.md")]
+    pub mod work {}
     #[doc = include_str!("../docs/dependencies.md")]
     pub mod dependencies {}
 }
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};
+pub use work::{
+    BuildError, Claim, ItemId, ItemSnapshot, ItemStatus, QueueFull, StatusCounts, WorkError,
+    WorkQueue, WorkQueueBuilder,
+};

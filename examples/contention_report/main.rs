@@ -31,6 +31,7 @@ use plotters::prelude::*;
 use support::cpus;
 
 mod queue;
+mod work;
 
 /// Measured runs per point in a full report.
 const RUNS: usize = 5;
@@ -49,6 +50,7 @@ const SECTIONS: &[SectionFn] = &[
     machine_section,
     queue::throughput_section,
     queue::latency_section,
+    work::work_section,
 ];
 
 /// Settings from the command line.
