@@ -75,6 +75,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod clock;
+pub mod config;
 pub mod queue;
 mod sync;
 
@@ -92,4 +93,8 @@ pub mod docs {
 }
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    CallbackId, Committed, ConfigStore, OpenError, PersistError, Reader, Snapshot, Subscription,
+    UpdateError, ValidationError, Version,
+};
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};

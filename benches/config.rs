@@ -1,0 +1,2 @@
+//! Config store benchmarks (in progress).
+fn main() {}
