@@ -257,7 +257,10 @@ impl fmt::Display for PersistError {
 
 impl Error for PersistError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.inner.source.as_deref().map(|e| e as &(dyn Error + 'static))
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn Error + 'static))
     }
 }
 
@@ -397,7 +400,7 @@ impl Error for BuildError {
 /// let path = dir.join("app.json");
 /// std::fs::write(&path, "{\"version\": 1, \"config\": {\"port\": \"eighty\"}}").unwrap();
 ///
-/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 /// struct App { port: u16 }
 /// let err = ConfigStore::open(&path, App { port: 80 }).unwrap_err();
 /// let OpenError::Persist(e) = &err else { panic!() };
