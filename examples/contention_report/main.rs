@@ -30,6 +30,7 @@ use plotters::prelude::*;
 
 use support::cpus;
 
+mod config;
 mod queue;
 
 /// Measured runs per point in a full report.
@@ -49,6 +50,7 @@ const SECTIONS: &[SectionFn] = &[
     machine_section,
     queue::throughput_section,
     queue::latency_section,
+    config::config_section,
 ];
 
 /// Settings from the command line.
