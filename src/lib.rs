@@ -81,6 +81,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod clock;
+pub mod config;
 pub mod queue;
 mod sync;
 pub mod work;
@@ -103,6 +104,10 @@ pub mod docs {
 }
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    CallbackId, Committed, ConfigStore, OpenError, PersistError, Reader, Snapshot, Subscription,
+    UpdateError, ValidationError, Version,
+};
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};
 pub use work::{
     BuildError, Claim, ItemId, ItemSnapshot, ItemStatus, QueueFull, StatusCounts, WorkError,

@@ -167,3 +167,24 @@ pub(crate) fn ptr_get_mut<T>(p: &mut AtomicPtr<T>) -> *mut T {
         *p.get_mut()
     }
 }
+
+/// A lock for paths that may wait (the config store's writers); readers of
+/// the lock-free structures never take one.
+#[cfg(unlocked_loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+
+#[cfg(all(feature = "shuttle", not(unlocked_loom)))]
+pub(crate) use shuttle::sync::{Mutex, MutexGuard};
+
+#[cfg(not(any(unlocked_loom, feature = "shuttle")))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
+/// Locks `mutex`, ignoring poisoning: the callers keep their data consistent
+/// across a panic (nothing is changed in place before the point of no
+/// return), so a panic in one writer must not disable the others.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

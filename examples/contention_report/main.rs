@@ -30,6 +30,7 @@ use plotters::prelude::*;
 
 use support::cpus;
 
+mod config;
 mod queue;
 mod work;
 
@@ -51,6 +52,7 @@ const SECTIONS: &[SectionFn] = &[
     queue::throughput_section,
     queue::latency_section,
     work::work_section,
+    config::config_section,
 ];
 
 /// Settings from the command line.
