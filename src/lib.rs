@@ -74,6 +74,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod cache;
 mod clock;
 pub mod queue;
 mod sync;

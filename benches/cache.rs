@@ -1,0 +1,2 @@
+//! Cache throughput (placeholder).
+fn main() {}
