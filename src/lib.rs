@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`queue`] | [`BoundedQueue`], [`UnboundedQueue`]: lock-free MPMC FIFO queues with close, timeouts and async pop | available |
 //! | `work` | `WorkQueue`: ids, statuses, leases, retries, dead letters | planned |
-//! | `cache` | `Cache`: sharded, lock-free reads, TTL, S3-FIFO eviction | planned |
+//! | [`cache`] | [`Cache`]: sharded, lock-free reads, TTL, S3-FIFO eviction, single-flight loading | available |
 //! | `config` | `ConfigStore`: copy-on-write snapshots, crash-safe persistence | planned |
 //!
 //! ## Quick start
@@ -74,7 +74,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations)]
 
-mod cache;
+pub mod cache;
 mod clock;
 pub mod queue;
 mod sync;
@@ -88,9 +88,12 @@ struct ReadmeDoctests;
 pub mod docs {
     #[doc = include_str!("../docs/queue.md")]
     pub mod queue {}
+    #[doc = include_str!("../docs/cache.md")]
+    pub mod cache {}
     #[doc = include_str!("../docs/dependencies.md")]
     pub mod dependencies {}
 }
 
+pub use cache::{Cache, CacheStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};
