@@ -27,22 +27,21 @@
 //!   or of a one-hit-wonder workload are never read again; they leave from
 //!   here without disturbing anything else ("quick demotion").
 //! - **main** takes keys that were read while in small, and keys the ghost
-//!   remembers. It is a CLOCK: a key at the head that was read since it was
-//!   last examined goes round again with its credit lowered by one (capped at
-//!   [`MAX_FREQUENCY`]); one that was not is evicted.
-//! - **ghost** remembers the hashes (not the entries) of as many keys as the
-//!   capacity that left small unread. A miss on a remembered key goes
+//!   remembers. It is a CLOCK on the readers' own counter: a key at the head
+//!   that was read since it was last examined goes round again with its
+//!   counter lowered by one (counters are capped at [`MAX_FREQUENCY`]); one
+//!   that was not is evicted.
+//! - **ghost** remembers fingerprints (not the entries) of the last
+//!   `capacity` keys that left small unread. A miss on a remembered key goes
 //!   straight into main: it came back soon, so it is not a one-hit wonder.
+//!   As the paper suggests, it is a bucketed table of 32-bit fingerprints
+//!   stamped with the ghost's insertion count, so it costs 8 bytes a slot and
+//!   an entry older than `capacity` insertions counts as gone.
 //!
-//! An optional hill climber ([`Tuning::adaptive`], off by default) moves
-//! small's share as W-TinyLFU's does for its window (Einziger et al.,
-//! "Adaptive Software Cache Management", Middleware 2018): every sample of
-//! `10 × capacity` requests it keeps the direction of its last step if the
-//! hit ratio rose and reverses it if it fell. The policy never sees a hit, only
-//! the counters it resets, so its hit count lags by up to one turn of the
-//! queues; measured, that made it lose 0.5 to 2.5 points on Zipf and P3 and
-//! win only at OLTP-250 (`docs/cache_policy.md`), so the paper's fixed 10% is
-//! the default.
+//! The paper's constants are kept (small 10%, ghost as large as the cache,
+//! counters capped at 3); `docs/cache_policy.md` has the measurements behind
+//! not adding W-TinyLFU's frequency-sketch admission or a hill climber for
+//! small's share (neither beat the fixed design across the workloads).
 //!
 //! Why it resists scans: a scan's keys enter small, are never read again
 //! before small turns over, and leave without entering main, so the
@@ -53,8 +52,7 @@
 //! outnumber the live ones the queues are compacted, so memory stays bounded
 //! by about twice the capacity however many removals happen.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 
 /// What the policy needs to know about an entry.
 pub(crate) trait Handle {
@@ -68,32 +66,11 @@ pub(crate) trait Handle {
     fn is_live(&self) -> bool;
 }
 
-/// The CLOCK credit of main is capped here (S3-FIFO uses 3).
+/// Main's CLOCK reads counters capped here (S3-FIFO uses 3).
 pub(crate) const MAX_FREQUENCY: u8 = 3;
 
-/// Smallest share of the capacity for the small queue when the hill climber
-/// is on, in percent.
-const SMALL_MIN_PERCENT: usize = 1;
-
-/// Largest share of the capacity for the small queue when the hill climber
-/// is on, in percent.
-const SMALL_MAX_PERCENT: usize = 50;
-
-/// Initial share of the capacity for the small queue, in percent (S3-FIFO).
-const SMALL_INITIAL_PERCENT: usize = 10;
-
-/// Requests per hill-climbing sample, as a multiple of the capacity
-/// (W-TinyLFU's sample size).
-const SAMPLE_FACTOR: usize = 10;
-
-/// First step of the hill climber, in percent of the capacity.
-const STEP_INITIAL_PERCENT: f64 = 6.25;
-
-/// The step shrinks by this factor after every sample.
-const STEP_DECAY: f64 = 0.98;
-
-/// A change of hit ratio at least this large restarts the step (a new phase).
-const RESTART_THRESHOLD: f64 = 0.05;
+/// Share of the capacity for the small queue, in percent (S3-FIFO).
+const SMALL_PERCENT: usize = 10;
 
 /// The eviction policy of one shard (see the module docs).
 #[derive(Debug)]
@@ -104,35 +81,28 @@ pub(crate) struct Policy<H> {
     live: usize,
     /// New keys, oldest first; may hold dead handles.
     small: VecDeque<H>,
-    /// Proven keys in CLOCK order with their credit; may hold dead handles.
-    main: VecDeque<(H, u8)>,
-    /// Target length of `small` (moved by the hill climber, if on).
+    /// Proven keys in CLOCK order; may hold dead handles.
+    main: VecDeque<H>,
+    /// Target length of `small`.
     small_target: usize,
-    /// Hashes of keys that left small unread.
+    /// Fingerprints of keys that left small unread.
     ghost: Ghost,
-    /// The hill climber that moves `small_target`.
-    climber: Climber,
-    /// Switches for measuring the mechanisms one by one.
-    tuning: Tuning,
 }
 
-/// Switches for measuring the policy's mechanisms one by one (the tests and
-/// the hit-ratio experiments change them; the cache uses the default).
+/// Sizes of the policy's parts, for the hit-ratio experiments (the cache
+/// uses [`Tuning::DEFAULT`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tuning {
-    /// Hill climbing of the small queue's share.
-    pub(crate) adaptive: bool,
-    /// Initial share of small, in percent of the capacity.
+    /// Share of small, in percent of the capacity.
     pub(crate) small_percent: usize,
     /// Ghost size, in percent of the capacity.
     pub(crate) ghost_percent: usize,
 }
 
 impl Tuning {
-    /// What the cache uses.
+    /// What the cache uses: the paper's sizes.
     pub(crate) const DEFAULT: Tuning = Tuning {
-        adaptive: false,
-        small_percent: SMALL_INITIAL_PERCENT,
+        small_percent: SMALL_PERCENT,
         ghost_percent: 100,
     };
 }
@@ -143,7 +113,7 @@ impl<H: Handle> Policy<H> {
         Self::with_tuning(capacity, Tuning::DEFAULT)
     }
 
-    /// A policy with some mechanisms changed (for measurements).
+    /// A policy with other sizes (for measurements).
     pub(crate) fn with_tuning(capacity: usize, tuning: Tuning) -> Self {
         assert!(capacity >= 1, "a shard holds at least one entry");
         Policy {
@@ -151,10 +121,8 @@ impl<H: Handle> Policy<H> {
             live: 0,
             small: VecDeque::new(),
             main: VecDeque::new(),
-            small_target: percent(capacity, tuning.small_percent),
-            ghost: Ghost::new(capacity * tuning.ghost_percent / 100),
-            climber: Climber::new(capacity),
-            tuning,
+            small_target: (capacity * tuning.small_percent / 100).max(1),
+            ghost: Ghost::new(capacity.saturating_mul(tuning.ghost_percent) / 100),
         }
     }
 
@@ -177,17 +145,11 @@ impl<H: Handle> Policy<H> {
             self.evict_one(evicted);
         }
         if to_main {
-            self.main.push_back((handle, 0));
+            self.main.push_back(handle);
         } else {
             self.small.push_back(handle);
         }
         self.live += 1;
-        self.climber.misses += 1;
-        if self.tuning.adaptive {
-            if let Some(step) = self.climber.sample() {
-                self.move_small(step);
-            }
-        }
     }
 
     /// The shell removed a resident entry (its handle is now dead).
@@ -202,12 +164,10 @@ impl<H: Handle> Policy<H> {
     /// Forgets every handle, returning the live ones.
     pub(crate) fn clear(&mut self) -> Vec<H> {
         self.live = 0;
-        self.small_target = percent(self.capacity, self.tuning.small_percent);
         self.ghost.clear();
-        self.climber = Climber::new(self.capacity);
         let small = self.small.drain(..);
         small
-            .chain(self.main.drain(..).map(|(h, _)| h))
+            .chain(self.main.drain(..))
             .filter(Handle::is_live)
             .collect()
     }
@@ -215,45 +175,28 @@ impl<H: Handle> Policy<H> {
     /// Drops every dead handle.
     fn compact(&mut self) {
         self.small.retain(Handle::is_live);
-        self.main.retain(|(h, _)| h.is_live());
+        self.main.retain(Handle::is_live);
         self.small.shrink_to(self.small.len() * 2);
         self.main.shrink_to(self.main.len() * 2);
-    }
-
-    /// Moves the small queue's target by `step` entries, within bounds.
-    fn move_small(&mut self, step: isize) {
-        let lo = percent(self.capacity, SMALL_MIN_PERCENT);
-        let hi = percent(self.capacity, SMALL_MAX_PERCENT);
-        let target = self.small_target.saturating_add_signed(step);
-        self.small_target = target.clamp(lo, hi.max(lo));
-    }
-
-    /// Reads and resets an entry's reader counter, counting its hits.
-    fn take_frequency(&mut self, h: &H) -> u8 {
-        let f = h.frequency();
-        if f > 0 {
-            h.set_frequency(0);
-            self.climber.hits += u64::from(f);
-        }
-        f
     }
 
     /// Evicts one live handle, or moves one from small to main.
     fn evict_one(&mut self, evicted: &mut Vec<H>) {
         if self.small.len() >= self.small_target || self.main.is_empty() {
             // Pop small until one live handle leaves it: an unread one is
-            // evicted and remembered by the ghost, a read one moves to main.
+            // evicted and remembered by the ghost, a read one moves to main
+            // with its counter reset.
             while let Some(h) = self.small.pop_front() {
                 if !h.is_live() {
                     continue;
                 }
-                let f = self.take_frequency(&h);
-                if f == 0 {
+                if h.frequency() == 0 {
                     self.ghost.insert(h.hash());
                     self.live -= 1;
                     evicted.push(h);
                 } else {
-                    self.main.push_back((h, 0));
+                    h.set_frequency(0);
+                    self.main.push_back(h);
                 }
                 return;
             }
@@ -266,20 +209,20 @@ impl<H: Handle> Policy<H> {
     fn evict_main(&mut self, evicted: &mut Vec<H>) {
         // Each live handle goes round at most MAX_FREQUENCY times, unless
         // readers keep reading it; the budget makes eviction finish anyway.
-        let mut budget = self.main.len() * (usize::from(MAX_FREQUENCY) + 1) + 1;
-        while let Some((h, credit)) = self.main.pop_front() {
+        let mut budget = self.main.len() * usize::from(MAX_FREQUENCY) + 1;
+        while let Some(h) = self.main.pop_front() {
             if !h.is_live() {
                 continue;
             }
-            let f = self.take_frequency(&h);
-            let credit = credit.saturating_add(f).min(MAX_FREQUENCY);
-            if credit == 0 || budget == 0 {
+            let f = h.frequency().min(MAX_FREQUENCY);
+            if f == 0 || budget == 0 {
                 self.live -= 1;
                 evicted.push(h);
                 return;
             }
             budget -= 1;
-            self.main.push_back((h, credit - 1));
+            h.set_frequency(f - 1);
+            self.main.push_back(h);
         }
         while let Some(h) = self.small.pop_front() {
             if h.is_live() {
@@ -293,146 +236,106 @@ impl<H: Handle> Policy<H> {
     }
 }
 
-/// `pct` percent of `n`, at least 1.
-fn percent(n: usize, pct: usize) -> usize {
-    (n * pct / 100).max(1)
-}
-
-// ---------------------------------------------------------------------------
-// Hill climber
-// ---------------------------------------------------------------------------
-
-/// Moves the small queue's share towards a higher hit ratio.
-#[derive(Debug)]
-struct Climber {
-    /// Requests per sample.
-    sample_size: u64,
-    /// Hits counted in this sample (when the counters were reset).
-    hits: u64,
-    /// Misses (inserts) in this sample.
-    misses: u64,
-    /// The previous sample's hit ratio.
-    previous: f64,
-    /// The next step, in entries, signed.
-    step: f64,
-    /// The first step's size, in entries.
-    initial: f64,
-}
-
-impl Climber {
-    /// A climber for a policy of `capacity` entries.
-    fn new(capacity: usize) -> Self {
-        let initial = capacity as f64 * STEP_INITIAL_PERCENT / 100.0;
-        Climber {
-            sample_size: (capacity * SAMPLE_FACTOR).max(64) as u64,
-            hits: 0,
-            misses: 0,
-            previous: 0.0,
-            step: initial,
-            initial,
-        }
-    }
-
-    /// At the end of a sample, the step to take (in entries).
-    fn sample(&mut self) -> Option<isize> {
-        if self.hits + self.misses < self.sample_size {
-            return None;
-        }
-        let ratio = self.hits as f64 / (self.hits + self.misses) as f64;
-        self.hits = 0;
-        self.misses = 0;
-        let delta = ratio - self.previous;
-        self.previous = ratio;
-        if delta < 0.0 {
-            self.step = -self.step;
-        }
-        let size = if delta.abs() >= RESTART_THRESHOLD {
-            self.initial
-        } else {
-            self.step.abs() * STEP_DECAY
-        };
-        self.step = size.copysign(self.step);
-        Some(self.step.round() as isize)
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Ghost
 // ---------------------------------------------------------------------------
 
-/// Hashes are already mixed by the shell's hasher: use them as they are.
-#[derive(Debug, Default)]
-struct IdentityHasher(u64);
+/// Slots per ghost bucket.
+const BUCKET: usize = 8;
 
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// A bounded FIFO set of hashes: the oldest is forgotten when full.
+/// A bounded set of recently evicted keys, remembered by 32-bit fingerprints
+/// stamped with the insertion count: an entry more than `capacity`
+/// insertions old counts as forgotten, as in a FIFO of that length. When a
+/// bucket is full the oldest slot is overwritten (a key forgotten a little
+/// early); a fingerprint collision makes a key look remembered (it then goes
+/// to main a little early). Both only shade the hit ratio.
 #[derive(Debug)]
 struct Ghost {
-    /// Most hashes remembered.
-    capacity: usize,
-    /// Insertion order, with each insertion's sequence number.
-    fifo: VecDeque<(u64, u64)>,
-    /// Remembered hashes and the sequence number of their latest insertion.
-    members: HashMap<u64, u64, BuildHasherDefault<IdentityHasher>>,
-    /// Next sequence number.
-    next: u64,
+    /// Insertions a fingerprint stays valid for (0: the ghost is off).
+    capacity: u32,
+    /// `(fingerprint, stamp)` slots, [`BUCKET`] per bucket; fingerprint 0 is
+    /// an empty slot.
+    slots: Vec<(u32, u32)>,
+    /// `slots.len() / BUCKET - 1` (a power of two minus one).
+    mask: usize,
+    /// Insertions so far (wrapping).
+    now: u32,
 }
 
 impl Ghost {
-    /// An empty ghost of at most `capacity` hashes.
+    /// An empty ghost of about `capacity` fingerprints.
     fn new(capacity: usize) -> Self {
+        let capacity = capacity.min(u32::MAX as usize / 2);
+        let buckets = capacity.div_ceil(BUCKET).next_power_of_two();
         Ghost {
-            capacity,
-            fifo: VecDeque::new(),
-            members: HashMap::default(),
-            next: 0,
+            capacity: capacity as u32,
+            slots: if capacity == 0 {
+                Vec::new()
+            } else {
+                vec![(0, 0); buckets * BUCKET]
+            },
+            mask: buckets - 1,
+            now: 0,
         }
     }
 
-    /// Remembers `hash`, forgetting the oldest one if full.
+    /// The bucket's slots and the nonzero fingerprint of `hash`.
+    fn locate(&mut self, hash: u64) -> (&mut [(u32, u32)], u32) {
+        // Remix: the shell takes the hash's top bits for the shard and its
+        // low bits for the table, so both ends are correlated here.
+        let h = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let h = h ^ (h >> 29);
+        let bucket = (h as usize) & self.mask;
+        let fingerprint = ((h >> 32) as u32).max(1);
+        let start = bucket * BUCKET;
+        (&mut self.slots[start..start + BUCKET], fingerprint)
+    }
+
+    /// Remembers `hash`, overwriting a forgotten or the oldest slot.
     fn insert(&mut self, hash: u64) {
         if self.capacity == 0 {
             return;
         }
-        let seq = self.next;
-        self.next += 1;
-        self.members.insert(hash, seq);
-        self.fifo.push_back((hash, seq));
-        // Entries whose hash was taken or re-inserted since are stale; pop
-        // until the live count fits.
-        while self.fifo.len() > self.capacity {
-            if let Some((old, s)) = self.fifo.pop_front() {
-                if self.members.get(&old) == Some(&s) {
-                    self.members.remove(&old);
+        self.now = self.now.wrapping_add(1);
+        let (now, capacity) = (self.now, self.capacity);
+        let (bucket, fp) = self.locate(hash);
+        let age = |stamp: u32| now.wrapping_sub(stamp);
+        let slot = bucket
+            .iter_mut()
+            .max_by_key(|(f, stamp)| {
+                // Prefer the key's own slot, then an empty or forgotten one,
+                // then the oldest.
+                if *f == fp {
+                    u64::MAX
+                } else if *f == 0 || age(*stamp) >= capacity {
+                    u64::MAX - 1
+                } else {
+                    u64::from(age(*stamp))
                 }
-            }
-        }
+            })
+            .expect("a bucket has slots");
+        *slot = (fp, now);
     }
 
-    /// Whether `hash` was remembered; forgets it.
+    /// Whether `hash` is remembered; forgets it.
     fn take(&mut self, hash: u64) -> bool {
-        self.members.remove(&hash).is_some()
+        if self.capacity == 0 {
+            return false;
+        }
+        let (now, capacity) = (self.now, self.capacity);
+        let (bucket, fp) = self.locate(hash);
+        for slot in bucket.iter_mut() {
+            if slot.0 == fp && now.wrapping_sub(slot.1) < capacity {
+                *slot = (0, 0);
+                return true;
+            }
+        }
+        false
     }
 
     /// Forgets everything.
     fn clear(&mut self) {
-        self.fifo.clear();
-        self.members.clear();
+        self.slots.iter_mut().for_each(|s| *s = (0, 0));
     }
 }
 

@@ -139,7 +139,7 @@ fn hit_ratios() {
     }
     let base = Tuning::DEFAULT;
     let variants: Vec<(String, Tuning)> = std::env::var("VARIANTS")
-        .unwrap_or_else(|_| "default,static".into())
+        .unwrap_or_else(|_| "default".into())
         .split(',')
         .map(|v| {
             let mut t = base;
@@ -147,7 +147,6 @@ fn hit_ratios() {
                 let (k, val) = part.split_once('=').unwrap_or((part, "1"));
                 match k {
                     "default" => {}
-                    "static" => t.adaptive = false,
                     "small" => t.small_percent = val.parse().unwrap(),
                     "ghost" => t.ghost_percent = val.parse().unwrap(),
                     _ => panic!("unknown {k}"),
