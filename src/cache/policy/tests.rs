@@ -321,4 +321,45 @@ fn ghost_forgets_the_oldest() {
     assert!(g.take(2));
 }
 
+#[test]
+fn a_key_the_ghost_remembers_goes_to_main() {
+    let capacity = 100;
+    let mut sim = Sim::new(capacity);
+    for k in 0..capacity as u64 + 20 {
+        sim.insert(k);
+    }
+    // Key 0 left small unread; its return goes straight to main.
+    assert!(!sim.table.contains_key(&0));
+    sim.insert(0);
+    assert!(sim.policy.main.iter().any(|e| e.key == 0));
+    assert!(!sim.policy.small.iter().any(|e| e.key == 0));
+}
+
+#[test]
+fn adaptive_small_share_stays_in_bounds() {
+    let capacity = 1000;
+    let tuning = Tuning {
+        probe_percent: 5,
+        step_permille: 5,
+        ..Tuning::DEFAULT
+    };
+    let mut sim = Sim::with_tuning(capacity, tuning);
+    let mut rng = Rng(99);
+    let (mut lo, mut hi) = (usize::MAX, 0);
+    for i in 0..300_000u64 {
+        // Phases: a small hot set, then a wide one, then a scan.
+        let key = match (i / 50_000) % 3 {
+            0 => rng.skewed(500),
+            1 => rng.below(3_000),
+            _ => 1_000_000 + i,
+        };
+        sim.access(key);
+        lo = lo.min(sim.policy.small_target);
+        hi = hi.max(sim.policy.small_target);
+    }
+    assert!(lo >= capacity * super::SMALL_MIN_PERCENT / 100, "{lo}");
+    assert!(hi <= capacity * super::SMALL_MAX_PERCENT / 100, "{hi}");
+    assert!(hi > lo, "the share never moved");
+}
+
 mod experiments;

@@ -60,8 +60,11 @@ fn scan_mixed(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
 
 fn ours(keys: &[u64], cap: usize, t: Tuning) -> f64 {
     let mut sim = Sim::with_tuning(cap, t);
-    for &k in keys {
+    for (i, &k) in keys.iter().enumerate() {
         sim.access(k);
+        if std::env::var("TRACE_SMALL").is_ok() && i % (keys.len() / 10) == 0 {
+            eprintln!("cap {cap} at {i}: small target {}", sim.policy.small_target);
+        }
     }
     sim.hit_ratio()
 }
@@ -147,6 +150,8 @@ fn hit_ratios() {
                 let (k, val) = part.split_once('=').unwrap_or((part, "1"));
                 match k {
                     "default" => {}
+                    "probe" => t.probe_percent = val.parse().unwrap(),
+                    "step" => t.step_permille = val.parse().unwrap(),
                     "small" => t.small_percent = val.parse().unwrap(),
                     "ghost" => t.ghost_percent = val.parse().unwrap(),
                     _ => panic!("unknown {k}"),
