@@ -174,6 +174,8 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         if let Probe::Found(i, old) = table.find(hash, &key) {
             if !ctx.expired(old) {
                 self.replace(&mut w, table, i, old, key, value, expires, ctx);
+                // The sweep may have reclaimed entries.
+                self.publish_len(&w);
                 return;
             }
             self.unlink(&mut w, table, i, old, RemovalCause::Expired, ctx);
