@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`queue`] | [`BoundedQueue`], [`UnboundedQueue`]: lock-free MPMC FIFO queues with close, timeouts and async pop | available |
 //! | [`work`] | [`WorkQueue`]: lock-free job queue with ids, statuses, leases, retries, dead letters | available |
-//! | `cache` | `Cache`: sharded, lock-free reads, TTL, S3-FIFO eviction | planned |
+//! | [`cache`] | [`Cache`]: sharded, lock-free reads, TTL, S3-FIFO eviction, single-flight loading | available |
 //! | `config` | `ConfigStore`: copy-on-write snapshots, crash-safe persistence | planned |
 //!
 //! ## Quick start
@@ -80,6 +80,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod cache;
 mod clock;
 pub mod config;
 pub mod queue;
@@ -99,10 +100,13 @@ pub mod docs {
     pub mod queue {}
     #[doc = include_str!("../docs/work.md")]
     pub mod work {}
+    #[doc = include_str!("../docs/cache.md")]
+    pub mod cache {}
     #[doc = include_str!("../docs/dependencies.md")]
     pub mod dependencies {}
 }
 
+pub use cache::{Cache, CacheStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     CallbackId, Committed, ConfigStore, OpenError, PersistError, Reader, Snapshot, Subscription,

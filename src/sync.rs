@@ -21,17 +21,53 @@
 compile_error!("`--cfg unlocked_loom` and the `shuttle` feature are exclusive");
 
 #[cfg(unlocked_loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize,
+};
 
 #[cfg(all(feature = "shuttle", not(unlocked_loom)))]
-pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use shuttle::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize,
+};
 
 #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize,
+};
 
 pub(crate) use std::sync::atomic::Ordering;
 
 pub(crate) use crossbeam_utils::CachePadded;
+
+#[cfg(unlocked_loom)]
+pub(crate) use loom::sync::{Mutex as RawMutex, MutexGuard};
+
+#[cfg(all(feature = "shuttle", not(unlocked_loom)))]
+pub(crate) use shuttle::sync::{Mutex as RawMutex, MutexGuard};
+
+#[cfg(not(any(unlocked_loom, feature = "shuttle")))]
+pub(crate) use std::sync::{Mutex as RawMutex, MutexGuard};
+
+/// A mutual-exclusion lock (std, loom or shuttle) that ignores poisoning.
+///
+/// Users of this lock keep their data consistent at every point where user
+/// code (a hasher, `Eq`, `Clone`, a listener) could panic, so a panic while
+/// it is held leaves nothing half-done, and later callers may go on.
+#[derive(Debug)]
+pub(crate) struct Mutex<T>(RawMutex<T>);
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self(RawMutex::new(value))
+    }
+
+    /// Blocks until the lock is held; a poisoned lock is taken all the same.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// Tells the scheduler (or the model checker) that this thread is waiting
 /// for another thread's progress. Loom and shuttle need to see every spin.
@@ -125,6 +161,35 @@ impl<T> UnsafeCell<T> {
     }
 }
 
+/// A small number per thread, handed out round-robin on first use, for
+/// picking a stripe of striped counters. Always 0 under loom and shuttle, so
+/// that model runs stay deterministic.
+#[cfg(not(any(unlocked_loom, feature = "shuttle")))]
+#[inline]
+pub(crate) fn thread_index() -> usize {
+    use std::cell::Cell;
+    // A ticket dispenser for stripe numbers: no other data depends on it.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|i| {
+        let mut v = i.get();
+        if v == usize::MAX {
+            v = NEXT.fetch_add(1, Ordering::Relaxed);
+            i.set(v);
+        }
+        v
+    })
+}
+
+/// See the std version.
+#[cfg(any(unlocked_loom, feature = "shuttle"))]
+#[inline]
+pub(crate) fn thread_index() -> usize {
+    0
+}
+
 /// Epoch-based memory reclamation, behind one small interface.
 pub(crate) mod epoch {
     #[cfg(not(unlocked_loom))]
@@ -168,23 +233,7 @@ pub(crate) fn ptr_get_mut<T>(p: &mut AtomicPtr<T>) -> *mut T {
     }
 }
 
-/// A lock for paths that may wait (the config store's writers); readers of
-/// the lock-free structures never take one.
-#[cfg(unlocked_loom)]
-pub(crate) use loom::sync::{Mutex, MutexGuard};
-
-#[cfg(all(feature = "shuttle", not(unlocked_loom)))]
-pub(crate) use shuttle::sync::{Mutex, MutexGuard};
-
-#[cfg(not(any(unlocked_loom, feature = "shuttle")))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
-
-/// Locks `mutex`, ignoring poisoning: the callers keep their data consistent
-/// across a panic (nothing is changed in place before the point of no
-/// return), so a panic in one writer must not disable the others.
+/// Locks `mutex` (poisoning ignored, see [`Mutex`]).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    mutex.lock()
 }

@@ -20,6 +20,11 @@
 #[path = "../../benches/support/mod.rs"]
 mod support;
 
+// The bench uses parts of the harness that the report does not.
+#[allow(dead_code)]
+#[path = "../../benches/cache_support/mod.rs"]
+mod cache_support;
+
 use std::error::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -30,6 +35,7 @@ use plotters::prelude::*;
 
 use support::cpus;
 
+mod cache;
 mod config;
 mod queue;
 mod work;
@@ -53,6 +59,8 @@ const SECTIONS: &[SectionFn] = &[
     queue::latency_section,
     work::work_section,
     config::config_section,
+    cache::cache_hit_ratio_section,
+    cache::cache_throughput_section,
 ];
 
 /// Settings from the command line.

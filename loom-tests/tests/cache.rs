@@ -1,0 +1,195 @@
+//! loom models of the cache: the table's publish/unlink protocol seen by a
+//! lock-free reader, eviction, expiry, and the single-flight hand-off.
+//! 2 to 3 threads, 1 to 2 operations each.
+//!
+//! Run (release, bounded preemptions), from the repository root:
+//! ```text
+//! RUSTFLAGS="--cfg unlocked_loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
+//!     cargo test --release -p loom-tests --test cache
+//! ```
+//! Without the cfg this file compiles to nothing (`.ci/run` fails a loom
+//! step that ran zero models).
+//!
+//! Under loom the epoch collector leaks what is retired (see `sync.rs`), so
+//! a reader that loaded an entry pointer may always dereference it; what
+//! loom checks is that the reader sees the entry's fields (Acquire/Release
+//! on the slot and the table pointer), that every answer is one a
+//! linearizable cache could give, and that locks and the loaders' waiting
+//! never deadlock.
+#![cfg(unlocked_loom)]
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::BuildHasherDefault;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use loom::sync::Arc;
+use loom::thread;
+use unlocked::cache::Cache;
+use unlocked::ManualClock;
+
+/// A deterministic hasher: loom replays schedules and needs every run of a
+/// model to touch the same slots.
+type Fixed = BuildHasherDefault<DefaultHasher>;
+
+fn cache(capacity: usize, clock: &ManualClock) -> Cache<u32, u32, Fixed> {
+    Cache::builder()
+        .max_capacity(capacity)
+        .clock(clock.clone())
+        .hasher(Fixed::default())
+        .build()
+        .unwrap()
+}
+
+/// Runs `f` on a new loom thread with its own handle to the cache.
+fn spawn_with<R>(
+    c: &Arc<Cache<u32, u32, Fixed>>,
+    f: impl FnOnce(&Cache<u32, u32, Fixed>) -> R + Send + 'static,
+) -> thread::JoinHandle<R>
+where
+    R: Send + 'static,
+{
+    let c = Arc::clone(c);
+    thread::spawn(move || f(&c))
+}
+
+/// A get racing the first insert of its key sees nothing or the whole
+/// value; afterwards the value is there.
+#[test]
+fn insert_and_get_one_key() {
+    loom::model(|| {
+        let c = Arc::new(cache(4, &ManualClock::new()));
+        let writer = spawn_with(&c, |c| c.insert(1, 10));
+        let reader = spawn_with(&c, |c| c.get(&1));
+        writer.join().unwrap();
+        let seen = reader.join().unwrap();
+        assert!(seen.is_none() || seen == Some(10), "{seen:?}");
+        assert_eq!(c.get(&1), Some(10));
+    });
+}
+
+/// An update racing a get: the reader sees the old or the new value, never
+/// anything else, and the entry is replaced in place (one entry, one
+/// update).
+#[test]
+fn update_racing_get() {
+    loom::model(|| {
+        let c = Arc::new(cache(4, &ManualClock::new()));
+        c.insert(1, 10);
+        let writer = spawn_with(&c, |c| c.insert(1, 11));
+        let reader = spawn_with(&c, |c| c.get(&1));
+        writer.join().unwrap();
+        let seen = reader.join().unwrap();
+        assert!(seen == Some(10) || seen == Some(11), "{seen:?}");
+        assert_eq!(c.get(&1), Some(11));
+        assert_eq!((c.len(), c.stats().updates), (1, 1));
+    });
+}
+
+/// Two inserts into a cache of one: one evicts the other, a concurrent
+/// reader of the first key sees its value or nothing, and the capacity
+/// holds throughout.
+#[test]
+fn insert_racing_eviction() {
+    loom::model(|| {
+        let c = Arc::new(cache(1, &ManualClock::new()));
+        let a = spawn_with(&c, |c| c.insert(1, 10));
+        let b = spawn_with(&c, |c| c.insert(2, 20));
+        let reader = spawn_with(&c, |c| (c.get(&1), c.len()));
+        a.join().unwrap();
+        b.join().unwrap();
+        let (seen, len) = reader.join().unwrap();
+        assert!(seen.is_none() || seen == Some(10), "{seen:?}");
+        assert!(len <= 1);
+        assert_eq!(c.len(), 1);
+        let present = [c.get(&1), c.get(&2)];
+        assert!(
+            present == [Some(10), None] || present == [None, Some(20)],
+            "{present:?}"
+        );
+        let s = c.stats();
+        assert_eq!((s.inserts, s.evictions), (2, 1));
+    });
+}
+
+/// A remove racing a get: the reader sees the value or nothing; the remove
+/// gets the value; afterwards it is gone.
+#[test]
+fn remove_racing_get() {
+    loom::model(|| {
+        let c = Arc::new(cache(4, &ManualClock::new()));
+        c.insert(1, 10);
+        let remover = spawn_with(&c, |c| c.remove(&1));
+        let reader = spawn_with(&c, |c| c.get(&1));
+        assert_eq!(remover.join().unwrap(), Some(10));
+        let seen = reader.join().unwrap();
+        assert!(seen.is_none() || seen == Some(10), "{seen:?}");
+        assert_eq!(c.get(&1), None);
+        assert!(c.is_empty());
+    });
+}
+
+/// The clock passes an entry's expiry while another thread refreshes it
+/// and a third reads it: the reader sees the old value, the new one or
+/// nothing (never a torn entry); the refresh always wins in the end, either as
+/// an update (it came first) or as a fresh insert after an expiration.
+#[test]
+fn expiry_racing_refresh() {
+    loom::model(|| {
+        let clock = ManualClock::new();
+        let c = Arc::new(cache(4, &clock));
+        c.insert_with_ttl(1, 10, Duration::from_nanos(5));
+        let ticker = {
+            let clock = clock.clone();
+            thread::spawn(move || clock.advance(Duration::from_nanos(5)))
+        };
+        let refresher = spawn_with(&c, |c| c.insert(1, 11));
+        let reader = spawn_with(&c, |c| c.get(&1));
+        ticker.join().unwrap();
+        refresher.join().unwrap();
+        let seen = reader.join().unwrap();
+        assert!(seen.is_none() || seen == Some(10) || seen == Some(11));
+        assert_eq!(c.get(&1), Some(11));
+        let s = c.stats();
+        assert!(
+            (s.inserts, s.updates, s.expirations) == (1, 1, 0)
+                || (s.inserts, s.updates, s.expirations) == (2, 0, 1),
+            "{s:?}"
+        );
+    });
+}
+
+/// The first loader panics: the other caller (waiting, or arriving after)
+/// runs its own loader, once, and nobody is left waiting.
+#[test]
+fn single_flight_hand_off_when_loader_panics() {
+    loom::model(|| {
+        let c = Arc::new(cache(4, &ManualClock::new()));
+        let panicker = spawn_with(&c, |c| {
+            catch_unwind(AssertUnwindSafe(|| {
+                c.get_or_insert_with(1, || panic!("loader failed on purpose"))
+            }))
+            .ok()
+        });
+        let other = spawn_with(&c, |c| c.get_or_insert_with(1, || 2));
+        assert_eq!(other.join().unwrap(), 2);
+        let p = panicker.join().unwrap();
+        assert!(p.is_none() || p == Some(2), "{p:?}");
+        assert_eq!(c.get(&1), Some(2));
+        assert_eq!(c.stats().inserts, 1);
+    });
+}
+
+/// Two callers load the same key: exactly one loader runs, both get its
+/// value.
+#[test]
+fn single_flight_loads_once() {
+    loom::model(|| {
+        let c = Arc::new(cache(4, &ManualClock::new()));
+        let a = spawn_with(&c, |c| c.get_or_insert_with(1, || 1));
+        let b = spawn_with(&c, |c| c.get_or_insert_with(1, || 2));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(a, b);
+        assert_eq!(c.stats().inserts, 1);
+    });
+}

@@ -1,0 +1,313 @@
+//! [`CacheBuilder`] and [`BuildError`].
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Cache, Listener, RemovalCause};
+use crate::clock::{Clock, SystemClock};
+
+/// A setting [`CacheBuilder::build`] refused.
+///
+/// # Examples
+/// ```
+/// use unlocked::cache::{BuildError, Cache};
+///
+/// let err = Cache::<u32, u32>::builder().max_capacity(0).build().unwrap_err();
+/// assert_eq!(err, BuildError::ZeroCapacity);
+/// assert!(err.to_string().contains("at least 1"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `max_capacity` was 0 or never set.
+    ZeroCapacity,
+    /// `shards(0)`.
+    ZeroShards,
+    /// `time_to_live(Duration::ZERO)`: every entry would be expired at once.
+    ZeroTimeToLive,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BuildError::ZeroCapacity => {
+                "cache max_capacity must be at least 1: set it with .max_capacity(n)"
+            }
+            BuildError::ZeroShards => {
+                "cache shards must be at least 1: leave .shards(..) out to pick a count from the capacity"
+            }
+            BuildError::ZeroTimeToLive => {
+                "cache time_to_live must be longer than zero: leave .time_to_live(..) out for entries that never expire"
+            }
+        })
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Settings for a [`Cache`]; from [`Cache::builder`].
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use unlocked::{Cache, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let cache: Cache<String, u32> = Cache::builder()
+///     .max_capacity(10_000)
+///     .time_to_live(Duration::from_secs(60))
+///     .clock(clock.clone())
+///     .build()
+///     .unwrap();
+/// cache.insert("k".to_string(), 1);
+/// clock.advance(Duration::from_secs(61));
+/// assert_eq!(cache.get("k"), None);
+/// ```
+#[must_use = "a builder does nothing until .build()"]
+pub struct CacheBuilder<K, V, S = RandomState> {
+    max_capacity: usize,
+    ttl: Option<Duration>,
+    shards: Option<usize>,
+    clock: Option<Arc<dyn Clock>>,
+    hasher: S,
+    listener: Option<Listener<K, V>>,
+}
+
+impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("time_to_live", &self.ttl)
+            .field("shards", &self.shards)
+            .field("clock", &self.clock)
+            .field("hasher", &self.hasher)
+            .field("eviction_listener", &self.listener.is_some())
+            .finish()
+    }
+}
+
+impl<K, V> CacheBuilder<K, V, RandomState> {
+    pub(crate) fn new() -> Self {
+        CacheBuilder {
+            max_capacity: 0,
+            ttl: None,
+            shards: None,
+            clock: None,
+            hasher: RandomState::new(),
+            listener: None,
+        }
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S> {
+    /// The most entries the cache holds (required, at least 1).
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::<u32, u32>::builder().max_capacity(3).build().unwrap();
+    /// assert_eq!(cache.max_capacity(), 3);
+    /// ```
+    pub fn max_capacity(mut self, max_capacity: usize) -> Self {
+        self.max_capacity = max_capacity;
+        self
+    }
+
+    /// Default time to live of entries added by `insert` and the loaders
+    /// (`insert_with_ttl` sets its own). Without it entries never expire.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = unlocked::Cache::<u32, u32>::builder()
+    ///     .max_capacity(8)
+    ///     .time_to_live(Duration::from_secs(3600))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.time_to_live(), Some(Duration::from_secs(3600)));
+    /// ```
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Number of shards (rounded up to a power of two, then down to at most
+    /// `max_capacity`). The default picks one from the capacity and the
+    /// machine: at least 256 entries a shard, since every split costs hit
+    /// ratio, and no more than 4 shards a core, since more buys no
+    /// parallelism.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::<u32, u32>::builder()
+    ///     .max_capacity(1000)
+    ///     .shards(4)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.shards(), 4);
+    /// ```
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// The clock TTLs are measured on (default: a [`SystemClock`]); tests
+    /// pass a [`ManualClock`](crate::ManualClock).
+    ///
+    /// # Examples
+    /// ```
+    /// use unlocked::{Cache, ManualClock};
+    /// let cache = Cache::<u32, u32>::builder()
+    ///     .max_capacity(8)
+    ///     .clock(ManualClock::new())
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(cache);
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The hasher for keys (default: std's randomly keyed `RandomState`,
+    /// which resists hash flooding).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::hash::BuildHasherDefault;
+    /// use std::collections::hash_map::DefaultHasher;
+    /// let cache = unlocked::Cache::<u32, u32>::builder()
+    ///     .max_capacity(8)
+    ///     .hasher(BuildHasherDefault::<DefaultHasher>::default())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert(1, 1);
+    /// assert_eq!(cache.get(&1), Some(1));
+    /// ```
+    pub fn hasher<S2>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
+        CacheBuilder {
+            max_capacity: self.max_capacity,
+            ttl: self.ttl,
+            shards: self.shards,
+            clock: self.clock,
+            hasher,
+            listener: self.listener,
+        }
+    }
+
+    /// Called with each entry that leaves the cache and why (see
+    /// [`RemovalCause`]), after the cache's internal locks are released, on
+    /// the thread whose operation removed it. A slow listener slows that
+    /// operation down (and delays memory reclamation while it runs); a
+    /// panicking one propagates into it, after the cache's state is
+    /// consistent.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use unlocked::cache::{Cache, RemovalCause};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let cache = Cache::builder()
+    ///     .max_capacity(8)
+    ///     .eviction_listener(move |k: &u32, v: &u32, cause| log.lock().unwrap().push((*k, *v, cause)))
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert(1, 10);
+    /// cache.insert(1, 11);
+    /// cache.remove(&1);
+    /// assert_eq!(
+    ///     *seen.lock().unwrap(),
+    ///     [(1, 10, RemovalCause::Replaced), (1, 11, RemovalCause::Removed)]
+    /// );
+    /// ```
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(&K, &V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    /// [`BuildError`] for a zero capacity (or none set), zero shards, or a
+    /// zero time to live.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::<&str, u32>::builder().max_capacity(100).build().unwrap();
+    /// cache.insert("a", 1);
+    /// assert_eq!(cache.get("a"), Some(1));
+    /// ```
+    pub fn build(self) -> Result<Cache<K, V, S>, BuildError>
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        if self.max_capacity == 0 {
+            return Err(BuildError::ZeroCapacity);
+        }
+        if self.shards == Some(0) {
+            return Err(BuildError::ZeroShards);
+        }
+        if self.ttl == Some(Duration::ZERO) {
+            return Err(BuildError::ZeroTimeToLive);
+        }
+        let shards = shard_count(self.max_capacity, self.shards);
+        Ok(Cache::from_parts(
+            self.max_capacity,
+            shards,
+            self.ttl,
+            self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
+            self.hasher,
+            self.listener,
+        ))
+    }
+}
+
+/// Entries per shard below which the default does not split further.
+const MIN_PER_SHARD: usize = 256;
+
+/// The shard count: a power of two, at most `capacity`.
+fn shard_count(capacity: usize, requested: Option<usize>) -> usize {
+    let most = prev_power_of_two(capacity);
+    let n = match requested {
+        Some(n) => n.checked_next_power_of_two().unwrap_or(most),
+        None => {
+            let cores = if cfg!(any(unlocked_loom, feature = "shuttle")) {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(4, usize::from)
+            };
+            let by_cores = cores.saturating_mul(4).next_power_of_two();
+            prev_power_of_two((capacity / MIN_PER_SHARD).max(1)).min(by_cores)
+        }
+    };
+    n.min(most)
+}
+
+/// The largest power of two `<= n` (`n >= 1`).
+fn prev_power_of_two(n: usize) -> usize {
+    1 << (usize::BITS - 1 - n.leading_zeros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_counts() {
+        assert_eq!(shard_count(1, None), 1);
+        assert_eq!(shard_count(255, None), 1);
+        assert_eq!(shard_count(1000, Some(3)), 4);
+        assert_eq!(shard_count(3, Some(64)), 2);
+        assert_eq!(shard_count(1, Some(usize::MAX)), 1);
+        let n = shard_count(1 << 30, None);
+        assert!(n.is_power_of_two() && n > 1);
+    }
+}

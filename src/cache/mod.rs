@@ -1,0 +1,772 @@
+//! [`Cache`]: a sharded, bounded, concurrent cache whose reads take no lock.
+//!
+//! - `get` is lock-free and allocation-free; on a hit the only shared write
+//!   is a saturating frequency bump, skipped once the counter is saturated.
+//! - Writers to one shard are serialised by the shard's lock, which also
+//!   owns the eviction policy; capacity is strict per shard (entries are
+//!   evicted before the newcomer is published), so `len()` never exceeds
+//!   `max_capacity`.
+//! - Entries expire per entry (`insert_with_ttl`) or by the cache's default
+//!   (`time_to_live`); expired entries are never returned and are reclaimed
+//!   by writers as they go.
+//! - `get_or_insert_with` and friends load each missing key once, however
+//!   many callers ask at the same time.
+//!
+//! The design, every atomic ordering and the consistency of `iter` are in
+//! [`docs::cache`](crate::docs::cache).
+
+mod builder;
+mod entry;
+mod flight;
+mod iter;
+// The placeholder FIFO does not use every `Handle` method the final
+// policy does; drop this allow when the S3-FIFO policy lands.
+#[allow(dead_code)]
+mod policy;
+mod shard;
+mod stats;
+mod table;
+
+use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use builder::{BuildError, CacheBuilder};
+pub use iter::Iter;
+pub use stats::CacheStats;
+
+use entry::NEVER;
+use flight::{Flight, InFlight};
+use shard::{nanos, Ctx, Shard};
+use stats::{bump, ReadStripes};
+use table::Probe;
+
+use crate::clock::Clock;
+use crate::sync::{epoch, CachePadded};
+
+/// Why an entry left the cache, as told to the
+/// [eviction listener](CacheBuilder::eviction_listener).
+///
+/// # Examples
+/// ```
+/// use unlocked::cache::RemovalCause;
+/// assert_ne!(RemovalCause::Evicted, RemovalCause::Expired);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalCause {
+    /// The eviction policy pushed it out to make room.
+    Evicted,
+    /// Its time to live had passed when it was dropped.
+    Expired,
+    /// `remove` or `clear`.
+    Removed,
+    /// An insert of the same key replaced its value.
+    Replaced,
+}
+
+/// The eviction listener's type.
+pub(crate) type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
+
+/// A sharded, bounded, concurrent cache with lock-free reads, TTLs,
+/// statistics and single-flight loading.
+///
+/// Values are returned by clone: put big values in an `Arc`.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use std::thread;
+/// use unlocked::Cache;
+///
+/// let cache = Arc::new(Cache::new(1000));
+/// let workers: Vec<_> = (0..2)
+///     .map(|t| {
+///         let cache = Arc::clone(&cache);
+///         thread::spawn(move || {
+///             for i in 0..100u64 {
+///                 cache.insert(t * 1000 + i, i);
+///                 assert_eq!(cache.get(&(t * 1000 + i)), Some(i));
+///             }
+///         })
+///     })
+///     .collect();
+/// for w in workers {
+///     w.join().unwrap();
+/// }
+/// assert_eq!(cache.len(), 200);
+/// ```
+///
+/// # Concurrent calls
+/// Every operation on one key is linearizable: a `get` returns the value of
+/// the latest insert of that key that completed before it (or a concurrent
+/// one), or nothing if the key was since removed, evicted or expired. Capacity
+/// is strict: `len()` never exceeds `max_capacity`.
+pub struct Cache<K, V, S = RandomState> {
+    shards: Box<[CachePadded<Shard<K, V>>]>,
+    /// `hash.rotate_left(shard_bits) & shard_mask` picks the shard from the
+    /// hash's top bits; the table uses the low bits.
+    shard_bits: u32,
+    shard_mask: usize,
+    max_capacity: usize,
+    /// Default expiry in nanoseconds, or `NEVER`.
+    ttl: Option<Duration>,
+    clock: Arc<dyn Clock>,
+    hasher: S,
+    listener: Option<Listener<K, V>>,
+    reads: ReadStripes,
+}
+
+// SAFETY: entries (keys and values) are shared between threads by reference
+// (readers clone values out of them, so `V: Sync`, and compare keys, so
+// `K: Sync`) and dropped on whichever thread reclaims them (so `K: Send`,
+// `V: Send`). Everything else is synchronised by the facade's atomics and
+// locks.
+unsafe impl<K: Send + Sync, V: Send + Sync, S: Send> Send for Cache<K, V, S> {}
+// SAFETY: as above; `&Cache` hands out `&S` to hash keys, so `S: Sync`.
+unsafe impl<K: Send + Sync, V: Send + Sync, S: Sync> Sync for Cache<K, V, S> {}
+
+impl<K, V, S> fmt::Debug for Cache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("len", &self.len())
+            .field("max_capacity", &self.max_capacity)
+            .field("shards", &self.shards.len())
+            .field("time_to_live", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + 'static, V: 'static> Cache<K, V, RandomState> {
+    /// A cache of at most `max_capacity` entries, with no expiry and the
+    /// default shard count and hasher.
+    ///
+    /// # Panics
+    /// If `max_capacity` is 0 ("cache max_capacity must be at least 1").
+    /// Use [`Cache::builder`] to get an error instead.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(2);
+    /// cache.insert(1, "one");
+    /// assert_eq!(cache.get(&1), Some("one"));
+    /// ```
+    pub fn new(max_capacity: usize) -> Self {
+        match Self::builder().max_capacity(max_capacity).build() {
+            Ok(cache) => cache,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+impl<K, V> Cache<K, V, RandomState> {
+    /// A builder for a cache with a capacity, default TTL, shard count,
+    /// clock, hasher and eviction listener of your choice.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = unlocked::Cache::<u64, String>::builder()
+    ///     .max_capacity(1 << 16)
+    ///     .time_to_live(Duration::from_secs(300))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.max_capacity(), 1 << 16);
+    /// ```
+    pub fn builder() -> CacheBuilder<K, V, RandomState> {
+        CacheBuilder::new()
+    }
+}
+
+impl<K, V, S> Cache<K, V, S> {
+    pub(crate) fn from_parts(
+        max_capacity: usize,
+        shards: usize,
+        ttl: Option<Duration>,
+        clock: Arc<dyn Clock>,
+        hasher: S,
+        listener: Option<Listener<K, V>>,
+    ) -> Self {
+        debug_assert!(shards.is_power_of_two() && shards <= max_capacity);
+        // Per-shard capacities sum to exactly `max_capacity`.
+        let (base, extra) = (max_capacity / shards, max_capacity % shards);
+        Cache {
+            shards: (0..shards)
+                .map(|i| CachePadded::new(Shard::new(base + usize::from(i < extra))))
+                .collect(),
+            shard_bits: shards.trailing_zeros(),
+            shard_mask: shards - 1,
+            max_capacity,
+            ttl,
+            clock,
+            hasher,
+            listener,
+            reads: ReadStripes::new(),
+        }
+    }
+
+    /// The most entries the cache holds.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(unlocked::Cache::<u8, u8>::new(7).max_capacity(), 7);
+    /// ```
+    pub fn max_capacity(&self) -> usize {
+        self.max_capacity
+    }
+
+    /// The default time to live, if any.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(unlocked::Cache::<u8, u8>::new(7).time_to_live(), None);
+    /// ```
+    pub fn time_to_live(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// The number of shards.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(unlocked::Cache::<u8, u8>::new(7).shards(), 1);
+    /// ```
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Entries resident now, including expired ones not yet reclaimed.
+    /// Exact when no write is in flight; never more than `max_capacity`.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(2);
+    /// for i in 0..5 {
+    ///     cache.insert(i, i);
+    /// }
+    /// assert_eq!(cache.len(), 2);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
+    }
+
+    /// `true` if [`len`](Self::len) is 0.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(unlocked::Cache::<u8, u8>::new(7).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The counters (see [`CacheStats`]); cheap: one load per shard and per
+    /// reader stripe.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(4);
+    /// cache.insert(1, 1);
+    /// assert_eq!(cache.stats().inserts, 1);
+    /// ```
+    pub fn stats(&self) -> CacheStats {
+        let mut stats = CacheStats::default();
+        self.reads.sum_into(&mut stats);
+        for s in self.shards.iter() {
+            s.counters.sum_into(&mut stats);
+        }
+        stats
+    }
+
+    /// Per-shard capacities (for tests).
+    #[doc(hidden)]
+    pub fn shard_capacities(&self) -> Vec<usize> {
+        self.shards.iter().map(|s| s.capacity()).collect()
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &Shard<K, V> {
+        &self.shards[hash.rotate_left(self.shard_bits) as usize & self.shard_mask]
+    }
+
+    fn ctx<'g>(&'g self, guard: &'g epoch::Guard) -> Ctx<'g, K, V> {
+        Ctx::new(guard, &*self.clock, self.listener.is_some())
+    }
+
+    /// Runs the listener over the removals `ctx` collected (locks released,
+    /// guard still pinned).
+    fn notify(&self, ctx: Ctx<'_, K, V>) {
+        if let Some(listener) = &self.listener {
+            for (e, cause) in ctx.notices {
+                // SAFETY: the entry was retired with `ctx.guard`, which is
+                // still pinned, so it is not freed yet.
+                let e = unsafe { &*e };
+                listener(&e.key, &e.value, cause);
+            }
+        }
+    }
+
+    /// Expiry for a TTL from now.
+    fn expiry(&self, ttl: Option<Duration>) -> u64 {
+        match ttl {
+            None => NEVER,
+            Some(ttl) => {
+                let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+                nanos(&*self.clock).saturating_add(ttl).min(NEVER - 1)
+            }
+        }
+    }
+
+    #[inline]
+    fn is_expired(&self, expires: u64) -> bool {
+        expires != NEVER && nanos(&*self.clock) >= expires
+    }
+
+    #[inline]
+    fn count_read(&self, hit: bool) {
+        let stripe = self.reads.mine();
+        bump(if hit { &stripe.hits } else { &stripe.misses });
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + 'static,
+    V: 'static,
+    S: BuildHasher,
+{
+    #[inline]
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The value for `key` if it is resident and unexpired.
+    ///
+    /// Lock-free and allocation-free (besides `V::clone`); reads the clock
+    /// only if the entry has an expiry.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(10);
+    /// cache.insert("a".to_string(), 1);
+    /// assert_eq!(cache.get("a"), Some(1));
+    /// assert_eq!(cache.get("b"), None);
+    /// ```
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        let found = self.lookup(self.hash(key), key, true);
+        self.count_read(found.is_some());
+        found
+    }
+
+    /// Looks `key` up; `touch`: record the hit for the policy.
+    #[inline]
+    fn lookup<Q>(&self, hash: u64, key: &Q, touch: bool) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        V: Clone,
+    {
+        let guard = epoch::pin();
+        match self.shard(hash).table(&guard).find(hash, key) {
+            Probe::Found(_, e) if !self.is_expired(e.expires) => {
+                if touch {
+                    e.touch();
+                }
+                Some(e.value.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// `true` if `key` is resident and unexpired. Counts no hit or miss and
+    /// does not count as an access for eviction.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(10);
+    /// cache.insert(1, 1);
+    /// assert!(cache.contains_key(&1));
+    /// assert!(!cache.contains_key(&2));
+    /// ```
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let guard = epoch::pin();
+        matches!(
+            self.shard(hash).table(&guard).find(hash, key),
+            Probe::Found(_, e) if !self.is_expired(e.expires)
+        )
+    }
+
+    /// Inserts or replaces `key`'s value, with the cache's default time to
+    /// live. A new key may evict another to make room.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(10);
+    /// cache.insert(1, "a");
+    /// cache.insert(1, "b");
+    /// assert_eq!(cache.get(&1), Some("b"));
+    /// ```
+    pub fn insert(&self, key: K, value: V) {
+        self.insert_expiring(key, value, self.expiry(self.ttl));
+    }
+
+    /// Inserts or replaces `key`'s value, expiring `ttl` from now (a zero
+    /// `ttl` makes an entry that is never returned).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use unlocked::{Cache, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache = Cache::builder().max_capacity(10).clock(clock.clone()).build().unwrap();
+    /// cache.insert_with_ttl(1, "a", Duration::from_secs(5));
+    /// clock.advance(Duration::from_secs(4));
+    /// assert_eq!(cache.get(&1), Some("a"));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(cache.get(&1), None);
+    /// ```
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        self.insert_expiring(key, value, self.expiry(Some(ttl)));
+    }
+
+    fn insert_expiring(&self, key: K, value: V, expires: u64) {
+        let hash = self.hash(&key);
+        let guard = epoch::pin();
+        let mut ctx = self.ctx(&guard);
+        self.shard(hash).insert(&mut ctx, hash, key, value, expires);
+        self.notify(ctx);
+    }
+
+    /// Removes `key`; its value if it was resident and unexpired.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(10);
+    /// cache.insert(1, "a");
+    /// assert_eq!(cache.remove(&1), Some("a"));
+    /// assert_eq!(cache.remove(&1), None);
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        let hash = self.hash(key);
+        let guard = epoch::pin();
+        let mut ctx = self.ctx(&guard);
+        let removed = self.shard(hash).remove(&mut ctx, hash, key);
+        let value = removed.map(|e| e.value.clone());
+        self.notify(ctx);
+        value
+    }
+
+    /// Removes every entry. Concurrent inserts may land before or after
+    /// (each shard is cleared on its own).
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(10);
+    /// cache.insert(1, 1);
+    /// cache.clear();
+    /// assert!(cache.is_empty());
+    /// ```
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            let guard = epoch::pin();
+            let mut ctx = self.ctx(&guard);
+            shard.clear(&mut ctx);
+            self.notify(ctx);
+        }
+    }
+
+    /// Reclaims every expired entry now; how many. (Writers also reclaim
+    /// expired entries as they go, so calling this is optional.)
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use unlocked::{Cache, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache = Cache::builder().max_capacity(10).clock(clock.clone()).build().unwrap();
+    /// cache.insert_with_ttl(1, 1, Duration::from_secs(1));
+    /// cache.insert(2, 2);
+    /// clock.advance(Duration::from_secs(2));
+    /// assert_eq!(cache.cleanup_expired(), 1);
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    pub fn cleanup_expired(&self) -> usize {
+        let mut n = 0;
+        for shard in self.shards.iter() {
+            let guard = epoch::pin();
+            let mut ctx = self.ctx(&guard);
+            n += shard.cleanup_expired(&mut ctx);
+            self.notify(ctx);
+        }
+        n
+    }
+
+    /// A weakly consistent iterator over clones of the resident, unexpired
+    /// entries.
+    ///
+    /// It never blocks writers and never returns an entry that was not
+    /// resident at some moment during the iteration, nor an expired one.
+    /// An entry resident and unchanged for the whole iteration is yielded
+    /// exactly once; one inserted, updated or removed meanwhile may or may
+    /// not be, and a key removed and inserted again may be yielded twice
+    /// (with either value). The iterator keeps the thread pinned (memory
+    /// retired meanwhile is freed only after it is dropped), so do not keep
+    /// it for long.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(10);
+    /// cache.insert(1, 10);
+    /// cache.insert(2, 20);
+    /// let mut all: Vec<_> = cache.iter().collect();
+    /// all.sort();
+    /// assert_eq!(all, [(1, 10), (2, 20)]);
+    /// ```
+    pub fn iter(&self) -> Iter<'_, K, V, S>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        Iter::new(self)
+    }
+
+    /// The value for `key`, loading it with `load` if it is missing.
+    ///
+    /// However many threads ask for a missing key at once, one runs its
+    /// loader and the others wait for its value (they do not run theirs). If
+    /// the loader panics, the panic propagates to its caller and one waiter
+    /// takes over with its own loader; nobody is left waiting.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(10);
+    /// assert_eq!(cache.get_or_insert_with(1, || "loaded"), "loaded");
+    /// assert_eq!(cache.get_or_insert_with(1, || unreachable!()), "loaded");
+    /// ```
+    pub fn get_or_insert_with(&self, key: K, load: impl FnOnce() -> V) -> V
+    where
+        V: Clone,
+    {
+        match self.try_get_or_insert_with(key, || Ok::<V, std::convert::Infallible>(load())) {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// As [`get_or_insert_with`](Self::get_or_insert_with), with a loader
+    /// that may fail.
+    ///
+    /// # Errors
+    /// The loader's error, if this caller's loader ran and failed. Nothing
+    /// is inserted; a waiting caller takes over with its own loader.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(10);
+    /// assert_eq!(cache.try_get_or_insert_with(1, || Err("db down")), Err("db down"));
+    /// assert_eq!(cache.try_get_or_insert_with(1, || Ok::<_, &str>(5)), Ok(5));
+    /// assert_eq!(cache.get(&1), Some(5));
+    /// ```
+    pub fn try_get_or_insert_with<E>(
+        &self,
+        key: K,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E>
+    where
+        V: Clone,
+    {
+        let hash = self.hash(&key);
+        if let Some(v) = self.get_hashed(hash, &key) {
+            return Ok(v);
+        }
+        let mut key = key;
+        let mut load = Some(load);
+        loop {
+            match self.join(hash, key) {
+                Role::Ready(v) => return Ok(v),
+                Role::Wait(flight, k) => match flight.wait() {
+                    Some(v) => return Ok(v),
+                    None => key = k,
+                },
+                Role::Lead(leader) => {
+                    let load = load.take().expect("a caller leads at most once");
+                    let v = load()?;
+                    return Ok(leader.complete(v));
+                }
+            }
+        }
+    }
+
+    /// As [`get_or_insert_with`](Self::get_or_insert_with), for an async
+    /// loader, on any executor. If this future is dropped while its loader
+    /// runs, a waiting caller takes over.
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::new(10);
+    /// let v = pollster::block_on(cache.get_or_insert_with_async(1, || async { 42 }));
+    /// assert_eq!(v, 42);
+    /// assert_eq!(cache.get(&1), Some(42));
+    /// ```
+    pub async fn get_or_insert_with_async<F, Fut>(&self, key: K, load: F) -> V
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = V>,
+        V: Clone,
+    {
+        let hash = self.hash(&key);
+        if let Some(v) = self.get_hashed(hash, &key) {
+            return v;
+        }
+        let mut key = key;
+        let mut load = Some(load);
+        loop {
+            match self.join(hash, key) {
+                Role::Ready(v) => return v,
+                Role::Wait(flight, k) => match flight.wait_async().await {
+                    Some(v) => return v,
+                    None => key = k,
+                },
+                Role::Lead(leader) => {
+                    let load = load.take().expect("a caller leads at most once");
+                    let v = load().await;
+                    return leader.complete(v);
+                }
+            }
+        }
+    }
+
+    /// `get` with a precomputed hash (counts the hit or miss).
+    fn get_hashed(&self, hash: u64, key: &K) -> Option<V>
+    where
+        V: Clone,
+    {
+        let found = self.lookup(hash, key, true);
+        self.count_read(found.is_some());
+        found
+    }
+
+    /// Joins the flight for `key`, or starts one (see `flight.rs`).
+    fn join(&self, hash: u64, key: K) -> Role<'_, K, V, S>
+    where
+        V: Clone,
+    {
+        let shard = self.shard(hash);
+        let mut flights = shard.flights.lock();
+        // A leader inserts before it leaves the list (under this lock), so
+        // looking again here closes the window between the two.
+        if let Some(v) = self.lookup(hash, &key, false) {
+            drop(flights);
+            return Role::Ready(v);
+        }
+        if let Some(f) = flights.iter().find(|f| f.hash == hash && f.key == key) {
+            return Role::Wait(Arc::clone(&f.flight), key);
+        }
+        let flight = Arc::new(Flight::new());
+        flights.push(InFlight {
+            hash,
+            key,
+            flight: Arc::clone(&flight),
+        });
+        Role::Lead(Leader {
+            cache: self,
+            hash,
+            flight,
+            done: false,
+        })
+    }
+}
+
+/// What a caller of the loading functions does next.
+enum Role<'c, K, V, S> {
+    /// The key turned up in the cache.
+    Ready(V),
+    /// Wait for this flight; the key comes back for a retry.
+    Wait(Arc<Flight<V>>, K),
+    /// Run the loader.
+    Lead(Leader<'c, K, V, S>),
+}
+
+/// The leader of a flight; ends it when dropped (see `flight.rs`).
+struct Leader<'c, K, V, S> {
+    cache: &'c Cache<K, V, S>,
+    hash: u64,
+    flight: Arc<Flight<V>>,
+    done: bool,
+}
+
+impl<K, V, S> Leader<'_, K, V, S>
+where
+    K: Hash + Eq + 'static,
+    V: 'static,
+    S: BuildHasher,
+    V: Clone,
+{
+    /// Shares `value` with the waiters, inserts it and leaves the list.
+    fn complete(mut self, value: V) -> V {
+        self.flight.finish(Some(value.clone()));
+        let cache = self.cache;
+        let shard = cache.shard(self.hash);
+        let guard = epoch::pin();
+        let mut ctx = cache.ctx(&guard);
+        let mut flights = shard.flights.lock();
+        if let Some(pos) = flights
+            .iter()
+            .position(|f| Arc::ptr_eq(&f.flight, &self.flight))
+        {
+            let InFlight { key, .. } = flights.swap_remove(pos);
+            // Inserted under the flights lock: see `Cache::join`.
+            shard.insert(
+                &mut ctx,
+                self.hash,
+                key,
+                value.clone(),
+                cache.expiry(cache.ttl),
+            );
+        }
+        drop(flights);
+        self.done = true;
+        cache.notify(ctx);
+        value
+    }
+}
+
+impl<K, V, S> Drop for Leader<'_, K, V, S> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let shard = self.cache.shard(self.hash);
+        let mut flights = shard.flights.lock();
+        let mine = flights
+            .iter()
+            .position(|f| Arc::ptr_eq(&f.flight, &self.flight))
+            .map(|pos| flights.swap_remove(pos));
+        drop(flights);
+        self.flight.finish(None);
+        // The key (user code may run in its drop) goes outside the lock.
+        drop(mine);
+    }
+}

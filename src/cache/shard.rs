@@ -1,0 +1,461 @@
+//! One shard: a lock-free-readable [`Table`], and a lock that serialises
+//! its writers and owns the eviction [`Policy`].
+//!
+//! Writers (insert, remove, sweeps, clear) take the lock, change the table
+//! with single-pointer stores, tell the policy, and retire what they
+//! unlinked through the epoch collector. Removals they make are collected as
+//! notices, so the eviction listener runs after the lock is released (while
+//! the caller is still pinned, so the entries it is shown are alive).
+
+use std::borrow::Borrow;
+use std::sync::Arc;
+
+use super::entry::{Entry, Node, NodeRef, NEVER};
+use super::flight::InFlight;
+use super::policy::{Handle, Policy};
+use super::stats::{bump, WriteCounters};
+use super::table::{slots_for, tombstone, Probe, Table};
+use super::RemovalCause;
+use crate::clock::Clock;
+use crate::sync::epoch::Guard;
+use crate::sync::{
+    AtomicPtr, AtomicU8, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
+use crate::sync::{Mutex, MutexGuard};
+
+/// Slots a writer inspects for expired entries per insert.
+const SWEEP_PER_INSERT: usize = 2;
+
+/// What one operation needs besides the shard: the pinned guard, the time
+/// (read at most once, and only if an entry has an expiry) and the removal
+/// notices for the listener.
+pub(crate) struct Ctx<'g, K, V> {
+    pub(crate) guard: &'g Guard,
+    clock: &'g dyn Clock,
+    now: Option<u64>,
+    /// Collect notices at all (there is a listener).
+    notify: bool,
+    pub(crate) notices: Vec<(*const Entry<K, V>, RemovalCause)>,
+}
+
+impl<'g, K, V> Ctx<'g, K, V> {
+    pub(crate) fn new(guard: &'g Guard, clock: &'g dyn Clock, notify: bool) -> Self {
+        Ctx {
+            guard,
+            clock,
+            now: None,
+            notify,
+            notices: Vec::new(),
+        }
+    }
+
+    /// The time in nanoseconds, read once per operation.
+    pub(crate) fn now(&mut self) -> u64 {
+        let clock = self.clock;
+        *self.now.get_or_insert_with(|| nanos(clock))
+    }
+
+    /// `true` if `e` has an expiry and it has passed (reads the clock only
+    /// for entries with an expiry).
+    pub(crate) fn expired(&mut self, e: &Entry<K, V>) -> bool {
+        e.expires != NEVER && e.is_expired_at(self.now())
+    }
+
+    fn notice(&mut self, e: *const Entry<K, V>, cause: RemovalCause) {
+        if self.notify {
+            self.notices.push((e, cause));
+        }
+    }
+
+    /// Retires an unlinked entry: freed once no pinned thread can see it.
+    fn retire(&self, e: *mut Entry<K, V>) {
+        // SAFETY: `e` was unlinked from the table (or never published) by
+        // the writer holding the lock, and is retired exactly once; readers
+        // that loaded it are pinned, and the collector frees it only after
+        // they unpin.
+        unsafe { self.guard.defer_unchecked(move || drop(Box::from_raw(e))) };
+    }
+}
+
+/// The clock's time in nanoseconds (saturating).
+pub(crate) fn nanos(clock: &dyn Clock) -> u64 {
+    u64::try_from(clock.now().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Writer state, under the shard lock.
+struct Writer<K, V> {
+    policy: Policy<NodeRef<K, V>>,
+    /// Tombstones in the current table.
+    tombstones: usize,
+    /// Linked entries that have an expiry (0: sweeps and clock reads skip).
+    expiring: usize,
+    /// Next slot the sweep inspects.
+    cursor: usize,
+    /// Scratch for the policy's evictions (kept to avoid allocating).
+    evicted: Vec<NodeRef<K, V>>,
+}
+
+pub(crate) struct Shard<K, V> {
+    /// The current table; replaced (Release) only by a writer's rebuild or
+    /// clear.
+    table: AtomicPtr<Table<K, V>>,
+    /// Linked entries, mirrored from the policy after each write.
+    len: AtomicUsize,
+    writer: Mutex<Writer<K, V>>,
+    pub(crate) counters: WriteCounters,
+    /// Keys being loaded by `get_or_insert_with` and friends.
+    pub(crate) flights: Mutex<Vec<InFlight<K, V>>>,
+}
+
+impl<K, V> Shard<K, V> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let table = Box::new(Table::new(slots_for(capacity)));
+        Shard {
+            table: AtomicPtr::new(Box::into_raw(table)),
+            len: AtomicUsize::new(0),
+            writer: Mutex::new(Writer {
+                policy: Policy::new(capacity),
+                tombstones: 0,
+                expiring: 0,
+                cursor: 0,
+                evicted: Vec::new(),
+            }),
+            counters: WriteCounters::default(),
+            flights: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The current table, valid while `guard` is pinned.
+    #[inline]
+    pub(crate) fn table<'g>(&self, _guard: &'g Guard) -> &'g Table<K, V> {
+        // Acquire: pairs with the Release store that published the table,
+        // so its slots' initial contents are visible.
+        let t = self.table.load(Acquire);
+        // SAFETY: tables are retired through the epoch collector when
+        // replaced, and the caller is pinned by `_guard`.
+        unsafe { &*t }
+    }
+
+    /// Linked entries (expired ones not yet reclaimed included).
+    pub(crate) fn len(&self) -> usize {
+        // Relaxed: a statistic; exact at quiescence.
+        self.len.load(Relaxed)
+    }
+
+    /// The most entries this shard holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.writer.lock().policy.capacity()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writer<K, V>> {
+        self.writer.lock()
+    }
+
+    fn publish_len(&self, w: &Writer<K, V>) {
+        // Relaxed: a statistic for `len`.
+        self.len.store(w.policy.live(), Relaxed);
+    }
+}
+
+impl<K: Eq + 'static, V: 'static> Shard<K, V> {
+    /// Inserts or updates `key`.
+    pub(crate) fn insert(
+        &self,
+        ctx: &mut Ctx<'_, K, V>,
+        hash: u64,
+        key: K,
+        value: V,
+        expires: u64,
+    ) {
+        let mut w = self.lock();
+        let table = self.table(ctx.guard);
+        self.sweep(&mut w, table, ctx);
+        if let Probe::Found(i, old) = table.find(hash, &key) {
+            if !ctx.expired(old) {
+                self.replace(&mut w, table, i, old, key, value, expires, ctx);
+                // The sweep may have reclaimed entries.
+                self.publish_len(&w);
+                return;
+            }
+            self.unlink(&mut w, table, i, old, RemovalCause::Expired, ctx);
+            w.policy.removed();
+        }
+        self.admit(&mut w, table, hash, key, value, expires, ctx);
+        self.publish_len(&w);
+    }
+
+    /// Publishes a new entry for a resident key in its slot; the key's node
+    /// (its place in the policy) and frequency carry over.
+    #[allow(clippy::too_many_arguments)]
+    fn replace(
+        &self,
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        i: usize,
+        old: &Entry<K, V>,
+        key: K,
+        value: V,
+        expires: u64,
+        ctx: &mut Ctx<'_, K, V>,
+    ) {
+        let new = Box::into_raw(Box::new(Entry {
+            hash: old.hash,
+            expires,
+            // Relaxed: a hint (see `Entry::touch`).
+            frequency: AtomicU8::new(old.frequency.load(Relaxed)),
+            key,
+            value,
+            node: Arc::clone(&old.node),
+        }));
+        table.publish(i, new);
+        old.node.set_entry(new);
+        w.expiring = w.expiring + usize::from(expires != NEVER) - usize::from(old.expires != NEVER);
+        bump(&self.counters.updates);
+        let old = old as *const Entry<K, V> as *mut Entry<K, V>;
+        ctx.notice(old, RemovalCause::Replaced);
+        ctx.retire(old);
+    }
+
+    /// Admits a key that is not resident, evicting as the policy decides.
+    #[allow(clippy::too_many_arguments)]
+    fn admit<'g>(
+        &self,
+        w: &mut Writer<K, V>,
+        mut table: &'g Table<K, V>,
+        hash: u64,
+        key: K,
+        value: V,
+        expires: u64,
+        ctx: &mut Ctx<'g, K, V>,
+    ) {
+        let node = Arc::new(Node::new(hash));
+        let entry = Box::into_raw(Box::new(Entry {
+            hash,
+            expires,
+            frequency: AtomicU8::new(0),
+            key,
+            value,
+            node: Arc::clone(&node),
+        }));
+        node.set_entry(entry);
+        bump(&self.counters.inserts);
+        let mut evicted = std::mem::take(&mut w.evicted);
+        w.policy.insert(NodeRef(Arc::clone(&node)), &mut evicted);
+        let mut admitted = true;
+        for victim in evicted.drain(..) {
+            if Arc::ptr_eq(&victim.0, &node) {
+                admitted = false;
+                continue;
+            }
+            let e = victim.0.entry();
+            // SAFETY: a live node's entry is linked in the current table,
+            // and linked entries stay alive while the lock is held.
+            let v = unsafe { &*e };
+            debug_assert_eq!(victim.hash(), v.hash, "a node's entry has its hash");
+            let i = table.slot_of(e, v.hash);
+            let cause = if ctx.expired(v) {
+                RemovalCause::Expired
+            } else {
+                RemovalCause::Evicted
+            };
+            self.unlink(w, table, i, v, cause, ctx);
+        }
+        w.evicted = evicted;
+        if !admitted {
+            // The policy turned the newcomer away: it was never visible.
+            node.kill();
+            bump(&self.counters.evictions);
+            ctx.notice(entry, RemovalCause::Evicted);
+            ctx.retire(entry);
+            return;
+        }
+        if w.policy.live() + w.tombstones > table.occupancy_limit() {
+            table = self.rebuild(w, table, ctx.guard);
+        }
+        let (i, was_tombstone) = table.free_slot(hash);
+        if was_tombstone {
+            w.tombstones -= 1;
+        }
+        table.publish(i, entry);
+        w.expiring += usize::from(expires != NEVER);
+    }
+
+    /// Unlinks the entry in slot `i`, marks its node dead, counts it under
+    /// `cause` and retires it. The caller tells the policy (`removed`),
+    /// unless the policy itself chose the entry.
+    fn unlink(
+        &self,
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        i: usize,
+        e: &Entry<K, V>,
+        cause: RemovalCause,
+        ctx: &mut Ctx<'_, K, V>,
+    ) {
+        let delta = table.unlink(i);
+        w.tombstones = w.tombstones.wrapping_add_signed(delta);
+        e.node.kill();
+        w.expiring -= usize::from(e.expires != NEVER);
+        self.count(cause);
+        let e = e as *const Entry<K, V> as *mut Entry<K, V>;
+        ctx.notice(e, cause);
+        ctx.retire(e);
+    }
+
+    fn count(&self, cause: RemovalCause) {
+        bump(match cause {
+            RemovalCause::Evicted => &self.counters.evictions,
+            RemovalCause::Expired => &self.counters.expirations,
+            RemovalCause::Removed => &self.counters.removals,
+            RemovalCause::Replaced => &self.counters.updates,
+        });
+    }
+
+    /// Copies the live entries into a fresh table, publishes it and retires
+    /// the old array.
+    fn rebuild<'g>(
+        &self,
+        w: &mut Writer<K, V>,
+        old: &'g Table<K, V>,
+        guard: &'g Guard,
+    ) -> &'g Table<K, V> {
+        let fresh = Box::into_raw(Box::new(old.rebuilt()));
+        // Release: publishes the fresh table's slots to readers that load
+        // the table pointer with Acquire.
+        self.table.store(fresh, Release);
+        let old = old as *const Table<K, V> as *mut Table<K, V>;
+        // SAFETY: the old table is unreachable for new readers; readers
+        // that loaded it are pinned. Dropping a table frees only its array,
+        // never the entries (which now live in the fresh table).
+        unsafe { guard.defer_unchecked(move || drop(Box::from_raw(old))) };
+        w.tombstones = 0;
+        w.cursor = 0;
+        // SAFETY: just published; retired only by a later writer, after
+        // this guard unpins.
+        unsafe { &*fresh }
+    }
+
+    /// Reclaims expired entries among the next few slots.
+    fn sweep(&self, w: &mut Writer<K, V>, table: &Table<K, V>, ctx: &mut Ctx<'_, K, V>) {
+        if w.expiring == 0 {
+            return;
+        }
+        for _ in 0..SWEEP_PER_INSERT {
+            let i = w.cursor % table.len();
+            w.cursor = i + 1;
+            self.expire_slot(w, table, i, ctx);
+        }
+    }
+
+    /// Unlinks the entry in slot `i` if it has expired; `true` if it did.
+    fn expire_slot(
+        &self,
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        i: usize,
+        ctx: &mut Ctx<'_, K, V>,
+    ) -> bool {
+        let p = table.load(i);
+        if p.is_null() || p == tombstone() {
+            return false;
+        }
+        // SAFETY: linked entries stay alive while the lock is held.
+        let e = unsafe { &*p };
+        if !ctx.expired(e) {
+            return false;
+        }
+        self.unlink(w, table, i, e, RemovalCause::Expired, ctx);
+        w.policy.removed();
+        true
+    }
+
+    /// Removes `key`; the entry (still alive while `ctx.guard` is pinned)
+    /// if it was resident and unexpired.
+    pub(crate) fn remove<'g, Q>(
+        &self,
+        ctx: &mut Ctx<'g, K, V>,
+        hash: u64,
+        key: &Q,
+    ) -> Option<&'g Entry<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let mut w = self.lock();
+        let table = self.table(ctx.guard);
+        let Probe::Found(i, e) = table.find(hash, key) else {
+            return None;
+        };
+        let expired = ctx.expired(e);
+        let cause = if expired {
+            RemovalCause::Expired
+        } else {
+            RemovalCause::Removed
+        };
+        self.unlink(&mut w, table, i, e, cause, ctx);
+        w.policy.removed();
+        self.publish_len(&w);
+        (!expired).then_some(e)
+    }
+
+    /// Reclaims every expired entry; how many.
+    pub(crate) fn cleanup_expired(&self, ctx: &mut Ctx<'_, K, V>) -> usize {
+        let mut w = self.lock();
+        if w.expiring == 0 {
+            return 0;
+        }
+        let table = self.table(ctx.guard);
+        let mut n = 0;
+        for i in 0..table.len() {
+            n += usize::from(self.expire_slot(&mut w, table, i, ctx));
+        }
+        self.publish_len(&w);
+        n
+    }
+
+    /// Removes every entry.
+    pub(crate) fn clear(&self, ctx: &mut Ctx<'_, K, V>) {
+        let mut w = self.lock();
+        let old = self.table(ctx.guard);
+        let fresh = Box::into_raw(Box::new(Table::new(old.len())));
+        // Release: publishes the empty table's initialised slots.
+        self.table.store(fresh, Release);
+        for p in old.entries() {
+            // SAFETY: linked entries stay alive while the lock is held.
+            let e = unsafe { &*p };
+            e.node.kill();
+            let cause = if ctx.expired(e) {
+                RemovalCause::Expired
+            } else {
+                RemovalCause::Removed
+            };
+            self.count(cause);
+            ctx.notice(p, cause);
+            ctx.retire(p);
+        }
+        let old = old as *const Table<K, V> as *mut Table<K, V>;
+        // SAFETY: as in `rebuild`: the old array alone is freed, after
+        // every reader that loaded it unpins.
+        unsafe { ctx.guard.defer_unchecked(move || drop(Box::from_raw(old))) };
+        drop(w.policy.clear());
+        w.tombstones = 0;
+        w.expiring = 0;
+        w.cursor = 0;
+        self.publish_len(&w);
+    }
+}
+
+impl<K, V> Drop for Shard<K, V> {
+    fn drop(&mut self) {
+        // Relaxed: `&mut self` excludes every other access.
+        let table = self.table.load(Relaxed);
+        // SAFETY: the current table is owned by the shard; retired tables
+        // and entries belong to the collector, linked entries to this table.
+        let table = unsafe { Box::from_raw(table) };
+        for p in table.entries() {
+            // SAFETY: each linked entry is owned by the table, once.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}

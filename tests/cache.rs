@@ -1,0 +1,911 @@
+//! Integration tests of `unlocked::Cache`: construction, a differential run
+//! against a `Mutex<HashMap>`-with-capacity oracle, capacity bounds under
+//! concurrency, TTLs on a `ManualClock`, statistics at quiescence, the
+//! eviction listener, `iter`, drop counting, and single-flight loading
+//! (sync, async on tokio and pollster, a panicking, failing or dropped
+//! loader handing over to a waiter).
+//!
+//! Under miri the iteration counts shrink (`common::scaled`) and tokio tests
+//! are skipped:
+//! ```text
+//! MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-ignore-leaks" \
+//!     cargo +nightly miri test --test cache
+//! ```
+//! The `#[ignore]`d stress tests run in CI with
+//! `cargo test --release --test cache -- --ignored`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::{scaled, XorShift};
+use unlocked::cache::{BuildError, Cache, RemovalCause};
+use unlocked::ManualClock;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// A value that counts how many of its kind are alive (creations and clones
+/// add one, drops take one away), so that a value dropped twice or never
+/// shows up as a wrong count.
+#[derive(Debug)]
+struct Tracked {
+    id: u64,
+    live: Arc<AtomicIsize>,
+}
+
+impl Tracked {
+    fn new(id: u64, live: &Arc<AtomicIsize>) -> Self {
+        live.fetch_add(1, SeqCst);
+        Tracked {
+            id,
+            live: Arc::clone(live),
+        }
+    }
+}
+
+impl Clone for Tracked {
+    fn clone(&self) -> Self {
+        Tracked::new(self.id, &self.live)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let before = self.live.fetch_sub(1, SeqCst);
+        assert!(before > 0, "a value was dropped more often than created");
+    }
+}
+
+/// Waits until the epoch collector has freed everything retired (entries
+/// are freed through it), i.e. until `live` reaches 0; fails after a
+/// generous number of collection rounds.
+fn assert_all_dropped(live: &AtomicIsize) {
+    for _ in 0..scaled(100_000, 2_000) {
+        if live.load(SeqCst) == 0 {
+            return;
+        }
+        crossbeam_epoch::pin().flush();
+        thread::yield_now();
+    }
+    panic!("{} values never dropped", live.load(SeqCst));
+}
+
+/// The reference: a `Mutex<HashMap>` holding the latest value of every key
+/// inserted and not removed, with expiry. It never evicts: where the cache
+/// has less room, a cache miss on a key the reference holds is allowed, a
+/// different value never is.
+#[derive(Default)]
+struct RefCache {
+    map: Mutex<HashMap<u64, (u64, Option<Duration>)>>,
+}
+
+impl RefCache {
+    fn insert(&self, k: u64, v: u64, expires: Option<Duration>) {
+        self.map.lock().unwrap().insert(k, (v, expires));
+    }
+
+    fn get(&self, k: u64, now: Duration) -> Option<u64> {
+        match self.map.lock().unwrap().get(&k) {
+            Some(&(v, e)) if e.map_or(true, |e| now < e) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn remove(&self, k: u64, now: Duration) -> Option<u64> {
+        let was = self.get(k, now);
+        self.map.lock().unwrap().remove(&k);
+        was
+    }
+}
+
+fn cache_with_clock(capacity: usize, clock: &ManualClock) -> Cache<u64, u64> {
+    Cache::builder()
+        .max_capacity(capacity)
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Construction
+// ---------------------------------------------------------------------------
+
+#[test]
+#[should_panic(expected = "max_capacity must be at least 1")]
+fn new_refuses_zero_capacity() {
+    let _ = Cache::<u32, u32>::new(0);
+}
+
+#[test]
+fn builder_refuses_bad_settings() {
+    let b = || Cache::<u32, u32>::builder();
+    assert_eq!(b().build().unwrap_err(), BuildError::ZeroCapacity);
+    assert_eq!(
+        b().max_capacity(0).build().unwrap_err(),
+        BuildError::ZeroCapacity
+    );
+    assert_eq!(
+        b().max_capacity(4).shards(0).build().unwrap_err(),
+        BuildError::ZeroShards
+    );
+    assert_eq!(
+        b().max_capacity(4)
+            .time_to_live(Duration::ZERO)
+            .build()
+            .unwrap_err(),
+        BuildError::ZeroTimeToLive
+    );
+    for e in [
+        BuildError::ZeroCapacity,
+        BuildError::ZeroShards,
+        BuildError::ZeroTimeToLive,
+    ] {
+        assert!(!e.to_string().is_empty());
+        let _: &dyn std::error::Error = &e;
+    }
+}
+
+#[test]
+fn shard_capacities_sum_to_max_capacity() {
+    for cap in [1, 2, 3, 7, 100, 255, 256, 1000, 4097, 100_003] {
+        for shards in [None, Some(1), Some(3), Some(8), Some(64), Some(1 << 20)] {
+            let mut b = Cache::<u32, u32>::builder().max_capacity(cap);
+            if let Some(s) = shards {
+                b = b.shards(s);
+            }
+            let c = b.build().unwrap();
+            let caps = c.shard_capacities();
+            assert!(c.shards().is_power_of_two());
+            assert_eq!(caps.len(), c.shards());
+            assert_eq!(
+                caps.iter().sum::<usize>(),
+                cap,
+                "cap {cap} shards {shards:?}"
+            );
+            assert!(caps.iter().all(|&c| c >= 1));
+            assert!(caps.iter().max().unwrap() - caps.iter().min().unwrap() <= 1);
+        }
+    }
+    // Small caches stay in one shard: every split costs hit ratio.
+    assert_eq!(Cache::<u32, u32>::new(250).shards(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Sequential behaviour against the reference
+// ---------------------------------------------------------------------------
+
+/// Random inserts (some with TTLs), gets, removes and clock steps, with the
+/// capacity either large enough that nothing is evicted (every answer must
+/// equal the reference's) or small (a get may miss; a hit must equal it).
+fn differential(capacity: usize, keys: u64, ops: usize, seed: u64) {
+    let clock = ManualClock::new();
+    let cache = cache_with_clock(capacity, &clock);
+    let model = RefCache::default();
+    let roomy = keys as usize <= capacity;
+    let mut rng = XorShift::new(seed);
+    for step in 0..ops {
+        let k = rng.next_u64() % keys;
+        let now = clock_now(&clock);
+        match rng.below(10) {
+            0..=3 => {
+                let v = step as u64;
+                if rng.below(4) == 0 {
+                    let ttl = Duration::from_millis(1 + rng.below(50) as u64);
+                    cache.insert_with_ttl(k, v, ttl);
+                    model.insert(k, v, Some(now + ttl));
+                } else {
+                    cache.insert(k, v);
+                    model.insert(k, v, None);
+                }
+            }
+            4..=7 => {
+                let got = cache.get(&k);
+                let want = model.get(k, now);
+                if roomy {
+                    assert_eq!(got, want, "get({k}) at step {step}");
+                } else if got.is_some() {
+                    assert_eq!(got, want, "get({k}) hit a stale value at step {step}");
+                }
+                assert_eq!(cache.contains_key(&k), got.is_some());
+            }
+            8 => {
+                let got = cache.remove(&k);
+                let want = model.remove(k, now);
+                if roomy {
+                    assert_eq!(got, want, "remove({k}) at step {step}");
+                } else if got.is_some() {
+                    assert_eq!(got, want);
+                }
+            }
+            _ => clock.advance(Duration::from_millis(rng.below(10) as u64)),
+        }
+        assert!(cache.len() <= capacity);
+    }
+    if roomy {
+        let now = clock_now(&clock);
+        let mut live: Vec<(u64, u64)> = cache.iter().collect();
+        live.sort_unstable();
+        let mut want: Vec<(u64, u64)> = (0..keys)
+            .filter_map(|k| model.get(k, now).map(|v| (k, v)))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(live, want);
+    }
+}
+
+fn clock_now(clock: &ManualClock) -> Duration {
+    use unlocked::Clock;
+    clock.now()
+}
+
+#[test]
+fn differential_without_eviction() {
+    for seed in 0..scaled(8, 1) as u64 {
+        differential(256, 64, scaled(20_000, 300), seed);
+    }
+}
+
+#[test]
+fn differential_with_eviction() {
+    for seed in 0..scaled(8, 1) as u64 {
+        differential(16, 64, scaled(20_000, 300), seed);
+        differential(1, 4, scaled(2_000, 100), seed);
+    }
+}
+
+#[test]
+fn capacity_is_strict_sequentially() {
+    let cache = Cache::new(100);
+    for i in 0..scaled(10_000, 300) {
+        cache.insert(i, i);
+        assert!(cache.len() <= 100);
+    }
+    assert_eq!(cache.len(), 100);
+    let s = cache.stats();
+    assert_eq!(s.inserts, scaled(10_000, 300) as u64);
+    assert_eq!(s.evictions, s.inserts - 100);
+}
+
+#[test]
+fn update_keeps_one_entry_and_counts_an_update() {
+    let cache = Cache::new(4);
+    cache.insert("k", 1);
+    cache.insert("k", 2);
+    cache.insert("k", 3);
+    assert_eq!(cache.len(), 1);
+    assert_eq!(cache.get("k"), Some(3));
+    let s = cache.stats();
+    assert_eq!((s.inserts, s.updates), (1, 2));
+    assert_eq!(cache.remove("missing"), None);
+    assert_eq!(cache.stats().removals, 0, "a missing key counts nothing");
+}
+
+// ---------------------------------------------------------------------------
+// TTL
+// ---------------------------------------------------------------------------
+
+#[test]
+fn default_and_per_entry_ttl() {
+    let clock = ManualClock::new();
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(100)
+        .time_to_live(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    cache.insert_with_ttl(2, 2, Duration::from_secs(20));
+    cache.insert_with_ttl(3, 3, Duration::ZERO);
+    assert_eq!(cache.get(&3), None, "a zero TTL is expired at once");
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(cache.get(&1), None);
+    assert!(!cache.contains_key(&1));
+    assert_eq!(cache.get(&2), Some(2));
+    // A refresh resets the TTL (to the default, 10 s).
+    cache.insert(2, 22);
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(cache.get(&2), Some(22));
+    assert_eq!(cache.iter().count(), 1);
+    // Removing an expired entry returns nothing and counts an expiration.
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(cache.remove(&2), None);
+    let s = cache.stats();
+    assert_eq!(s.removals, 0);
+    assert!(s.expirations >= 1);
+    assert_eq!(cache.cleanup_expired() as u64 + s.expirations, 3);
+    assert_eq!(cache.len(), 0);
+    assert_eq!(cache.stats().expirations, 3);
+}
+
+#[test]
+fn overwriting_an_expired_entry_is_an_insert() {
+    let clock = ManualClock::new();
+    let cache = cache_with_clock(8, &clock);
+    cache.insert_with_ttl(1, 1, Duration::from_secs(1));
+    clock.advance(Duration::from_secs(1));
+    cache.insert(1, 2);
+    let s = cache.stats();
+    assert_eq!((s.inserts, s.updates, s.expirations), (2, 0, 1));
+    assert_eq!(cache.get(&1), Some(2));
+}
+
+/// Expired entries are reclaimed by writers without `cleanup_expired`.
+#[test]
+fn expired_entries_are_reclaimed_during_inserts() {
+    let clock = ManualClock::new();
+    let cap = scaled(4096, 64);
+    // One shard: sweeps are per shard, and only one key is written below.
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(cap)
+        .shards(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let expiring = cap / 2;
+    for k in 0..expiring as u64 {
+        cache.insert_with_ttl(k, k, Duration::from_secs(1));
+    }
+    clock.advance(Duration::from_secs(2));
+    // Updates of one key sweep the table a few slots at a time.
+    for i in 0..cap as u64 * 4 {
+        cache.insert(u64::MAX, i);
+    }
+    assert_eq!(cache.len(), 1);
+    assert_eq!(cache.stats().expirations, expiring as u64);
+    assert_eq!(cache.cleanup_expired(), 0);
+}
+
+/// A full cache of expired entries makes room by dropping them, counted as
+/// expirations, not evictions.
+#[test]
+fn evicting_an_expired_entry_counts_an_expiration() {
+    let clock = ManualClock::new();
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert_with_ttl(1, 1, Duration::from_secs(1));
+    clock.advance(Duration::from_secs(1));
+    cache.insert(2, 2);
+    let s = cache.stats();
+    assert_eq!((s.evictions, s.expirations), (0, 1));
+}
+
+// ---------------------------------------------------------------------------
+// Listener, iter, clear
+// ---------------------------------------------------------------------------
+
+#[test]
+fn listener_sees_every_cause() {
+    let clock = ManualClock::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(2)
+        .clock(clock.clone())
+        .eviction_listener(move |k, v, cause| log.lock().unwrap().push((*k, *v, cause)))
+        .build()
+        .unwrap();
+    cache.insert(1, 10);
+    cache.insert(1, 11); // replaced
+    cache.insert(2, 20);
+    cache.insert(3, 30); // evicts one of 1, 2
+    cache.remove(&3); // removed
+    cache.insert_with_ttl(4, 40, Duration::from_secs(1));
+    clock.advance(Duration::from_secs(1));
+    cache.cleanup_expired(); // expired
+    cache.clear(); // removed
+    let seen = seen.lock().unwrap().clone();
+    let causes = |c| seen.iter().filter(|s| s.2 == c).count();
+    assert_eq!(causes(RemovalCause::Replaced), 1);
+    assert_eq!(causes(RemovalCause::Evicted), 1);
+    assert_eq!(causes(RemovalCause::Removed), 2);
+    assert_eq!(causes(RemovalCause::Expired), 1);
+    assert!(seen.contains(&(1, 10, RemovalCause::Replaced)));
+    assert!(seen.contains(&(4, 40, RemovalCause::Expired)));
+    // Every value inserted left exactly once, with its last value seen once.
+    let mut values: Vec<u32> = seen.iter().map(|s| s.1).collect();
+    values.sort_unstable();
+    assert_eq!(values, [10, 11, 20, 30, 40]);
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn iter_yields_each_resident_entry_once() {
+    let cache = Cache::builder()
+        .max_capacity(1000)
+        .shards(4)
+        .build()
+        .unwrap();
+    for i in 0..500u32 {
+        cache.insert(i, i * 2);
+    }
+    for i in (0..500u32).step_by(3) {
+        cache.remove(&i);
+    }
+    let mut all: Vec<(u32, u32)> = cache.iter().collect();
+    all.sort_unstable();
+    let want: Vec<(u32, u32)> = (0..500u32)
+        .filter(|i| i % 3 != 0)
+        .map(|i| (i, i * 2))
+        .collect();
+    assert_eq!(all, want);
+    cache.clear();
+    assert_eq!(cache.iter().count(), 0);
+    assert_eq!(cache.stats().removals, (167 + 333) as u64);
+}
+
+/// Removal churn far beyond the table size: tombstones are cleaned up or
+/// the table rebuilt, and lookups stay exact.
+#[test]
+fn heavy_removal_churn_stays_exact() {
+    let cache = Cache::new(64);
+    let mut rng = XorShift::new(7);
+    let mut model = HashMap::new();
+    for i in 0..scaled(50_000, 500) as u64 {
+        let k = rng.next_u64() % 48;
+        if rng.below(2) == 0 {
+            cache.insert(k, i);
+            model.insert(k, i);
+        } else {
+            assert_eq!(cache.remove(&k), model.remove(&k));
+        }
+        assert_eq!(cache.get(&k), model.get(&k).copied());
+    }
+    assert_eq!(cache.len(), model.len());
+}
+
+// ---------------------------------------------------------------------------
+// Concurrency
+// ---------------------------------------------------------------------------
+
+/// Threads insert, get and remove their own keys (so each checks its own
+/// results exactly against its own reference) and shared keys (checked
+/// against the set of values ever written); a monitor checks the capacity
+/// bound throughout.
+#[test]
+fn concurrent_against_reference() {
+    let threads = 4u64;
+    let per = scaled(20_000, 200);
+    let cap = 128;
+    let cache = Cache::builder()
+        .max_capacity(cap)
+        .shards(2)
+        .build()
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(SeqCst) {
+                assert!(cache.len() <= cap + threads as usize);
+                thread::yield_now();
+            }
+        });
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (cache, stop) = (&cache, &stop);
+                s.spawn(move || {
+                    let mut rng = XorShift::new(t);
+                    let _stop_on_panic = StopOnDrop(stop, thread::panicking);
+                    let mut own: HashMap<u64, u64> = HashMap::new();
+                    for i in 0..per as u64 {
+                        let own_key = ((t + 1) << 32) | (rng.next_u64() % 64);
+                        let shared_key = rng.next_u64() % 16;
+                        match rng.below(4) {
+                            0 => {
+                                cache.insert(own_key, i);
+                                own.insert(own_key, i);
+                            }
+                            1 => {
+                                let got = cache.remove(&own_key);
+                                let want = own.remove(&own_key);
+                                if got.is_some() {
+                                    assert_eq!(got, want);
+                                }
+                            }
+                            2 => cache.insert(shared_key, shared_key * 1_000_000 + t),
+                            _ => {
+                                if let Some(v) = cache.get(&own_key) {
+                                    assert_eq!(Some(&v), own.get(&own_key), "stale own value");
+                                }
+                                if let Some(v) = cache.get(&shared_key) {
+                                    assert_eq!(v / 1_000_000, shared_key, "value of another key");
+                                    assert!(v % 1_000_000 < threads);
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        stop.store(true, SeqCst);
+        for r in results {
+            r.unwrap();
+        }
+    });
+    assert!(cache.len() <= cap);
+}
+
+/// Hits, misses, inserts and updates are exact once the threads are joined.
+#[test]
+fn stats_exact_at_quiescence() {
+    let threads = 4u64;
+    let per = scaled(5_000, 100) as u64;
+    let cache = Cache::new(1 << 16);
+    thread::scope(|s| {
+        for t in 0..threads {
+            let cache = &cache;
+            s.spawn(move || {
+                for i in 0..per {
+                    let k = (t << 32) | i;
+                    assert_eq!(cache.get(&k), None);
+                    cache.insert(k, i);
+                    cache.insert(k, i + 1);
+                    assert_eq!(cache.get(&k), Some(i + 1));
+                }
+                for i in 0..per / 2 {
+                    assert!(cache.remove(&((t << 32) | i)).is_some());
+                }
+            });
+        }
+    });
+    let s = cache.stats();
+    let n = threads * per;
+    assert_eq!((s.hits, s.misses), (n, n));
+    assert_eq!((s.inserts, s.updates), (n, n));
+    assert_eq!(s.removals, threads * (per / 2));
+    assert_eq!((s.evictions, s.expirations), (0, 0));
+    assert_eq!(cache.len() as u64, n - threads * (per / 2));
+}
+
+// ---------------------------------------------------------------------------
+// Drop counting
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_value_dropped_once_sequential() {
+    let live = Arc::new(AtomicIsize::new(0));
+    {
+        let clock = ManualClock::new();
+        let cache: Cache<u64, Tracked> = Cache::builder()
+            .max_capacity(16)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        for i in 0..scaled(500, 60) as u64 {
+            let k = i % 24;
+            match i % 6 {
+                0 => drop(cache.remove(&k)),
+                1 => cache.insert_with_ttl(k, Tracked::new(i, &live), Duration::from_secs(1)),
+                2 => clock.advance(Duration::from_millis(300)),
+                3 => drop(cache.get(&k)),
+                _ => cache.insert(k, Tracked::new(i, &live)),
+            }
+            if i % 97 == 0 {
+                cache.cleanup_expired();
+            }
+            if i % 211 == 0 {
+                cache.clear();
+            }
+        }
+        let ids: Vec<u64> = cache.iter().map(|(_, v)| v.id).collect();
+        assert!(ids.len() <= 16);
+    }
+    assert_all_dropped(&live);
+}
+
+fn drop_counts_concurrent(threads: u64, per: usize) {
+    let live = Arc::new(AtomicIsize::new(0));
+    {
+        let cache: Cache<u64, Tracked> =
+            Cache::builder().max_capacity(64).shards(2).build().unwrap();
+        thread::scope(|s| {
+            for t in 0..threads {
+                let (cache, live) = (&cache, &live);
+                s.spawn(move || {
+                    let mut rng = XorShift::new(t + 100);
+                    for i in 0..per as u64 {
+                        let k = rng.next_u64() % 128;
+                        match rng.below(8) {
+                            0 => drop(cache.remove(&k)),
+                            1 if t == 0 && i % 64 == 0 => cache.clear(),
+                            2..=4 => drop(cache.get(&k)),
+                            _ => cache.insert(k, Tracked::new(i, live)),
+                        }
+                    }
+                });
+            }
+        });
+    }
+    assert_all_dropped(&live);
+}
+
+#[test]
+fn every_value_dropped_once_concurrent() {
+    drop_counts_concurrent(3, scaled(5_000, 100));
+}
+
+// ---------------------------------------------------------------------------
+// Single-flight loading
+// ---------------------------------------------------------------------------
+
+/// Sets the flag when dropped during a panic, so that a monitor thread
+/// stops when a worker fails.
+struct StopOnDrop<'a>(&'a AtomicBool, fn() -> bool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if (self.1)() {
+            self.0.store(true, SeqCst);
+        }
+    }
+}
+
+/// Spins (yielding) until `cond` holds.
+fn wait_until(mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn loader_runs_once_for_concurrent_callers() {
+    let threads = 4u64;
+    for round in 0..scaled(20, 2) {
+        let cache: Cache<u32, u64> = Cache::new(16);
+        let calls = AtomicUsize::new(0);
+        let results: Vec<u64> = thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (cache, calls) = (&cache, &calls);
+                    s.spawn(move || {
+                        cache.get_or_insert_with(7, || {
+                            calls.fetch_add(1, SeqCst);
+                            // Hold the load until every caller has missed.
+                            wait_until(|| cache.stats().misses >= threads);
+                            round as u64 * 100 + t
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(calls.load(SeqCst), 1);
+        assert!(results.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(cache.get(&7), Some(results[0]));
+        assert_eq!(cache.stats().inserts, 1);
+    }
+}
+
+/// How the first loader ends in the hand-off tests.
+#[derive(Clone, Copy)]
+enum Failure {
+    Panic,
+    Error,
+}
+
+/// A leader whose loader fails (after the others have joined); one waiter
+/// takes over, its loader runs once, and every waiter gets its value.
+fn hand_off(failure: Failure) {
+    let waiters = 3;
+    let cache: Cache<u32, u64> = Cache::new(16);
+    let calls = AtomicUsize::new(0);
+    let (started_tx, started_rx) = mpsc::channel();
+    thread::scope(|s| {
+        let (cache_ref, calls_ref) = (&cache, &calls);
+        let leader = s.spawn(move || {
+            cache_ref.try_get_or_insert_with(1, || {
+                started_tx.send(()).unwrap();
+                wait_until(|| cache_ref.stats().misses > waiters);
+                match failure {
+                    Failure::Panic => panic!("loader failed on purpose"),
+                    Failure::Error => Err("loader failed on purpose"),
+                }
+            })
+        });
+        started_rx.recv().unwrap();
+        let handles: Vec<_> = (0..waiters)
+            .map(|t| {
+                s.spawn(move || {
+                    cache_ref
+                        .try_get_or_insert_with(1, || {
+                            calls_ref.fetch_add(1, SeqCst);
+                            Ok::<u64, &str>(100 + t)
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        let values: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        match failure {
+            Failure::Panic => assert!(leader.join().is_err()),
+            Failure::Error => assert_eq!(leader.join().unwrap(), Err("loader failed on purpose")),
+        }
+        assert_eq!(calls.load(SeqCst), 1, "exactly one waiter took over");
+        assert!(values.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(cache.get(&1), Some(values[0]));
+    });
+}
+
+#[test]
+fn panicking_loader_hands_over() {
+    hand_off(Failure::Panic);
+}
+
+#[test]
+fn failing_loader_hands_over() {
+    hand_off(Failure::Error);
+}
+
+#[test]
+fn async_loader_runs_once_with_pollster() {
+    let cache: Cache<u32, u32> = Cache::new(4);
+    let calls = AtomicUsize::new(0);
+    let v = pollster::block_on(cache.get_or_insert_with_async(1, || async {
+        calls.fetch_add(1, SeqCst);
+        5
+    }));
+    let w = pollster::block_on(cache.get_or_insert_with_async(1, || async {
+        calls.fetch_add(1, SeqCst);
+        6
+    }));
+    assert_eq!((v, w, calls.load(SeqCst)), (5, 5, 1));
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "tokio's runtime is too slow under miri")]
+fn async_loader_runs_once_on_tokio() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache: Arc<Cache<u32, u64>> = Arc::new(Cache::new(16));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8u64)
+            .map(|t| {
+                let (cache, calls) = (Arc::clone(&cache), Arc::clone(&calls));
+                tokio::spawn(async move {
+                    let c = Arc::clone(&cache);
+                    cache
+                        .get_or_insert_with_async(3, move || async move {
+                            calls.fetch_add(1, SeqCst);
+                            while c.stats().misses < 8 {
+                                tokio::task::yield_now().await;
+                            }
+                            t
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut values = Vec::new();
+        for t in tasks {
+            values.push(t.await.unwrap());
+        }
+        assert_eq!(calls.load(SeqCst), 1);
+        assert!(values.windows(2).all(|w| w[0] == w[1]));
+    });
+}
+
+/// The leading future is dropped (its task aborted) mid-load; a waiting
+/// task takes over.
+#[test]
+#[cfg_attr(miri, ignore = "tokio's runtime is too slow under miri")]
+fn dropped_async_loader_hands_over() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache: Arc<Cache<u32, u64>> = Arc::new(Cache::new(16));
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let leader = {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move {
+                cache
+                    .get_or_insert_with_async(9, move || async move {
+                        started_tx.send(()).unwrap();
+                        std::future::pending::<u64>().await
+                    })
+                    .await
+            })
+        };
+        started_rx.await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let waiters: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (cache, calls) = (Arc::clone(&cache), Arc::clone(&calls));
+                tokio::spawn(async move {
+                    cache
+                        .get_or_insert_with_async(9, move || async move {
+                            calls.fetch_add(1, SeqCst);
+                            t
+                        })
+                        .await
+                })
+            })
+            .collect();
+        while cache.stats().misses < 4 {
+            tokio::task::yield_now().await;
+        }
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        let mut values = Vec::new();
+        for w in waiters {
+            values.push(w.await.unwrap());
+        }
+        assert_eq!(calls.load(SeqCst), 1);
+        assert!(values.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(cache.get(&9), Some(values[0]));
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Stress (ignored: run with --ignored in release)
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore = "stress: run with --release -- --ignored"]
+fn stress_drop_counts() {
+    for _ in 0..5 {
+        drop_counts_concurrent(8, 200_000);
+    }
+}
+
+#[test]
+#[ignore = "stress: run with --release -- --ignored"]
+fn stress_single_flight_hand_offs() {
+    for _ in 0..200 {
+        hand_off(Failure::Panic);
+        hand_off(Failure::Error);
+    }
+}
+
+#[test]
+#[ignore = "stress: run with --release -- --ignored"]
+fn stress_concurrent_with_ttl_and_capacity() {
+    let clock = ManualClock::new();
+    let cap = 512;
+    let threads = 8u64;
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(cap)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    thread::scope(|s| {
+        for t in 0..threads {
+            let (cache, clock) = (&cache, &clock);
+            s.spawn(move || {
+                let mut rng = XorShift::new(t);
+                for i in 0..500_000u64 {
+                    let k = rng.next_u64() % 4096;
+                    match rng.below(10) {
+                        0 => cache.insert_with_ttl(k, k, Duration::from_millis(5)),
+                        1..=2 => cache.insert(k, k),
+                        3 => drop(cache.remove(&k)),
+                        4 if t == 0 => clock.advance(Duration::from_millis(1)),
+                        _ => {
+                            if let Some(v) = cache.get(&k) {
+                                assert_eq!(v, k);
+                            }
+                        }
+                    }
+                    if i % 1024 == 0 {
+                        assert!(cache.len() <= cap + threads as usize);
+                    }
+                }
+            });
+        }
+    });
+    assert!(cache.len() <= cap);
+}
