@@ -578,7 +578,9 @@ impl<T> WorkQueue<T> {
     /// Removes the item stored under `id`, whatever its status, and
     /// returns it as it was; `None` if there is none. A claim on a removed
     /// item gets [`WorkError::Removed`]. The item's data is dropped once
-    /// the last snapshot or claim sharing it is gone.
+    /// the last snapshot or claim sharing it is gone; a removed item that
+    /// was pending also stays behind its entry in the pending order until a
+    /// claim skips it (or the queue is dropped).
     ///
     /// # Examples
     /// ```
