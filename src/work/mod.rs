@@ -8,7 +8,7 @@
 //!   item, and a worker whose lease ran out and whose item was claimed again
 //!   is refused with [`WorkError::StaleClaim`].
 //! - Pending order is the crate's own lock-free
-//!   [`UnboundedQueue`](crate::UnboundedQueue) of items; entries whose item
+//!   [`UnboundedQueue`] of items; entries whose item
 //!   is no longer pending (removed, or settled by an expired claim) are
 //!   skipped when popped.
 //! - Ids find items through a segmented slot table that grows without a
