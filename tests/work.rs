@@ -380,8 +380,8 @@ fn differential(seed: u64, ops: usize, max_size: Option<usize>, max_attempts: u3
 
 #[test]
 fn differential_against_reference() {
-    let ops = scaled(3000, 200);
-    for seed in 0..scaled(24, 3) as u64 {
+    let ops = scaled(3000, 150);
+    for seed in 0..scaled(24, 2) as u64 {
         let max_size = [None, Some(1), Some(4), Some(16)][seed as usize % 4];
         let max_attempts = [1, 2, 3][seed as usize % 3];
         differential(seed, ops, max_size, max_attempts);

@@ -7,6 +7,11 @@
 //!   `VecDeque` of pending ids; the lock baseline), and for a
 //!   `crossbeam-channel` pipeline (no ids, statuses or leases: a lower bound
 //!   on what handing a job over costs, not a work queue).
+//! - [`SameSemantics`]: the tests' sequential reference
+//!   (`tests/common/work_model.rs`): the same `Mutex<HashMap + VecDeque>`
+//!   design with everything `WorkQueue` does (leases read from the system
+//!   clock, attempts, last errors, stale-claim checks). It shows what the
+//!   features cost under a lock, next to the seeds' bare design.
 //! - One *cycle* is what a worker of a job queue does per job: `add` a job,
 //!   `claim` the oldest pending one, `complete` it and `remove` it (the
 //!   seeds' users called `update` then `remove`). `W` worker threads run
@@ -159,6 +164,40 @@ impl BenchWork for SeedsPort {
     }
     fn len(&self) -> usize {
         self.lock().items.len()
+    }
+}
+
+#[path = "../../tests/common/work_model.rs"]
+mod work_model;
+
+/// The seeds' design with `WorkQueue`'s semantics (the tests' reference).
+pub struct SameSemantics(work_model::RefWorkQueue<u64, unlocked::SystemClock>);
+
+impl BenchWork for SameSemantics {
+    const NAME: &'static str = "Mutex reference, same semantics";
+    const ROLE: Role = Role::LockBaseline;
+    type Ticket = work_model::RefClaim;
+    fn create() -> Self {
+        let lease = unlocked::work::DEFAULT_LEASE.as_nanos() as u64;
+        Self(work_model::RefWorkQueue::new(
+            None,
+            3,
+            lease,
+            unlocked::SystemClock::new(),
+        ))
+    }
+    fn add(&self, v: u64) {
+        self.0.add(v).expect("unbounded");
+    }
+    fn claim(&self) -> Option<(Self::Ticket, u64)> {
+        self.0.claim()
+    }
+    fn finish(&self, c: Self::Ticket) {
+        self.0.complete(c).expect("the claim is fresh");
+        self.0.remove(c.id).expect("completed, not yet removed");
+    }
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -360,11 +399,12 @@ fn spec<Q: BenchWork>() -> WorkSpec {
     }
 }
 
-/// Every implementation: the subject first, then the baseline and the peer.
+/// Every implementation: the subject first, then the baselines and the peer.
 pub fn work_specs() -> Vec<WorkSpec> {
     vec![
         spec::<unlocked::WorkQueue<u64>>(),
         spec::<SeedsPort>(),
+        spec::<SameSemantics>(),
         spec::<Channel>(),
     ]
 }

@@ -1,7 +1,8 @@
 //! Work-queue section: add/claim/complete/remove cycles against workers,
 //! `unlocked::WorkQueue` beside the seeds' `MemoryQueue` design ported to
-//! Rust (the lock baseline) and a `crossbeam-channel` pipeline (a lower
-//! bound that tracks nothing). The harness is `benches/work_support/`.
+//! Rust (the lock baseline), the same lock design with `WorkQueue`'s
+//! semantics (the tests' reference: leases, attempts, stale-claim checks)
+//! and a `crossbeam-channel` pipeline (a lower bound that tracks nothing). The harness is `benches/work_support/`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -129,6 +130,9 @@ fn header(first: &str) -> String {
 
 fn name(spec: &WorkSpec) -> String {
     match spec.role {
+        Role::LockBaseline if spec.name.contains("same semantics") => {
+            format!("`{}` (lock baseline with leases and attempts)", spec.name)
+        }
         Role::LockBaseline => format!("`{}` (seeds' design, lock baseline)", spec.name),
         Role::Peer => format!("`{}` (hand-off only)", spec.name),
         Role::Subject => format!("`{}`", spec.name),

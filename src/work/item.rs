@@ -231,12 +231,15 @@ impl fmt::Display for ItemId {
 /// Where an item stands.
 ///
 /// ```text
-///            add                claim                complete
-///   ─────▶ Pending ───────────▶ Processing ───────────▶ Completed
-///            ▲  ▲                 │   │ fail / lease expiry
-///            │  └── release ──────┘   ├──▶ Pending   (attempts < max_attempts)
-///            └────────────────────────┘──▶ Failed    (dead letter)
+///  add ──▶ Pending ──── claim ────▶ Processing ── complete ──▶ Completed
+///             ▲                         │
+///             ├──────── release ────────┤
+///             └─── fail / lease expiry ─┤  while attempts < max_attempts
+///                                       └── fail / lease expiry ──▶ Failed (dead letter)
 /// ```
+///
+/// `remove` takes an item out from any status. `docs/work.md` has the full
+/// table, including what a claim whose lease expired may still do.
 ///
 /// # Examples
 /// ```

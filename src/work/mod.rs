@@ -8,7 +8,7 @@
 //!   item, and a worker whose lease ran out and whose item was claimed again
 //!   is refused with [`WorkError::StaleClaim`].
 //! - Pending order is the crate's own lock-free
-//!   [`UnboundedQueue`](crate::UnboundedQueue) of items; entries whose item
+//!   [`UnboundedQueue`] of items; entries whose item
 //!   is no longer pending (removed, or settled by an expired claim) are
 //!   skipped when popped.
 //! - Ids find items through a segmented slot table that grows without a
@@ -578,7 +578,9 @@ impl<T> WorkQueue<T> {
     /// Removes the item stored under `id`, whatever its status, and
     /// returns it as it was; `None` if there is none. A claim on a removed
     /// item gets [`WorkError::Removed`]. The item's data is dropped once
-    /// the last snapshot or claim sharing it is gone.
+    /// the last snapshot or claim sharing it is gone; a removed item that
+    /// was pending also stays behind its entry in the pending order until a
+    /// claim skips it (or the queue is dropped).
     ///
     /// # Examples
     /// ```
