@@ -9,7 +9,7 @@
 //! | [`queue`] | [`BoundedQueue`], [`UnboundedQueue`]: lock-free MPMC FIFO queues with close, timeouts and async pop | available |
 //! | `work` | `WorkQueue`: ids, statuses, leases, retries, dead letters | planned |
 //! | `cache` | `Cache`: sharded, lock-free reads, TTL, S3-FIFO eviction | planned |
-//! | `config` | `ConfigStore`: copy-on-write snapshots, crash-safe persistence | planned |
+//! | [`config`] | [`ConfigStore`]: copy-on-write snapshots with wait-free reads, validated updates, subscriptions, crash-safe persistence | available |
 //!
 //! ## Quick start
 //! ```
@@ -62,10 +62,16 @@
 //!   [`BoundedQueue`]'s "Concurrent calls" for one rare exception); otherwise it is a value
 //!   the queue held at some moment during the call.
 //! - `docs/queue.md` explains every atomic ordering.
+//! - A config [`Snapshot`] is one whole committed version: a commit
+//!   happens-before every load that returns it, versions increase by one
+//!   per commit, and the versions one thread loads never go backwards.
+//!   `docs/config.md` explains the orderings.
 //!
 //! ## Cargo features
 //! | feature | default | what it does |
 //! |---|---|---|
+//! | `persist` | no | `ConfigStore::open`: crash-safe JSON persistence of config snapshots (serde) |
+//! | `toml` | no | TOML files for `ConfigStore::open` (implies `persist`) |
 //! | `shuttle` | no | swaps the sync facade to [shuttle](https://docs.rs/shuttle) for randomized schedule tests; never enable in production |
 //!
 //! `RUSTFLAGS="--cfg unlocked_loom"` swaps it to [loom](https://docs.rs/loom)
@@ -88,6 +94,8 @@ struct ReadmeDoctests;
 pub mod docs {
     #[doc = include_str!("../docs/queue.md")]
     pub mod queue {}
+    #[doc = include_str!("../docs/config.md")]
+    pub mod config {}
     #[doc = include_str!("../docs/dependencies.md")]
     pub mod dependencies {}
 }
