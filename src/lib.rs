@@ -50,6 +50,15 @@
 //! assert_sync::<unlocked::BoundedQueue<std::rc::Rc<u8>>>();
 //! ```
 //!
+//! A [`ConfigStore<T>`] is different: every reader shares the same committed
+//! value by reference, so it is `Send + Sync` when `T` is `Send + Sync`.
+//!
+//! ```compile_fail
+//! // A config store of non-Sync values cannot be shared between threads.
+//! fn assert_sync<T: Sync>() {}
+//! assert_sync::<unlocked::ConfigStore<std::rc::Rc<u8>>>();
+//! ```
+//!
 //! ## Consistency and memory ordering
 //! - Queues are linearizable FIFO queues: a value is popped at most once,
 //!   and, from any one producer, values come out in the order they were
