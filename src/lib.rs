@@ -9,7 +9,7 @@
 //! | [`queue`] | [`BoundedQueue`], [`UnboundedQueue`]: lock-free MPMC FIFO queues with close, timeouts and async pop | available |
 //! | [`work`] | [`WorkQueue`]: lock-free job queue with ids, statuses, leases, retries, dead letters | available |
 //! | [`cache`] | [`Cache`]: sharded, lock-free reads, TTL, S3-FIFO eviction, single-flight loading | available |
-//! | `config` | `ConfigStore`: copy-on-write snapshots, crash-safe persistence | planned |
+//! | [`config`] | [`ConfigStore`]: copy-on-write snapshots with wait-free reads, validated updates, subscriptions, crash-safe persistence | available |
 //!
 //! ## Quick start
 //! ```
@@ -50,6 +50,15 @@
 //! assert_sync::<unlocked::BoundedQueue<std::rc::Rc<u8>>>();
 //! ```
 //!
+//! A [`ConfigStore<T>`] is different: every reader shares the same committed
+//! value by reference, so it is `Send + Sync` when `T` is `Send + Sync`.
+//!
+//! ```compile_fail
+//! // A config store of non-Sync values cannot be shared between threads.
+//! fn assert_sync<T: Sync>() {}
+//! assert_sync::<unlocked::ConfigStore<std::rc::Rc<u8>>>();
+//! ```
+//!
 //! ## Consistency and memory ordering
 //! - Queues are linearizable FIFO queues: a value is popped at most once,
 //!   and, from any one producer, values come out in the order they were
@@ -68,10 +77,16 @@
 //!   the item. `len`, `counts` and `snapshot` are exact whenever no
 //!   operation is in flight. `docs/work.md` has the state machine, the
 //!   orderings and the migration guide from the seeds' `MemoryQueue`.
+//! - A config [`Snapshot`] is one whole committed version: a commit
+//!   happens-before every load that returns it, versions increase by one
+//!   per commit, and the versions one thread loads never go backwards.
+//!   `docs/config.md` explains the orderings.
 //!
 //! ## Cargo features
 //! | feature | default | what it does |
 //! |---|---|---|
+//! | `persist` | no | `ConfigStore::open`: crash-safe JSON persistence of config snapshots (serde) |
+//! | `toml` | no | TOML files for `ConfigStore::open` (implies `persist`) |
 //! | `shuttle` | no | swaps the sync facade to [shuttle](https://docs.rs/shuttle) for randomized schedule tests; never enable in production |
 //!
 //! `RUSTFLAGS="--cfg unlocked_loom"` swaps it to [loom](https://docs.rs/loom)
@@ -102,6 +117,8 @@ pub mod docs {
     pub mod work {}
     #[doc = include_str!("../docs/cache.md")]
     pub mod cache {}
+    #[doc = include_str!("../docs/config.md")]
+    pub mod config {}
     #[doc = include_str!("../docs/dependencies.md")]
     pub mod dependencies {}
 }

@@ -289,7 +289,7 @@ pub enum UpdateError<E> {
     /// A validator refused the new configuration.
     Invalid(ValidationError),
     /// Writing the new configuration to disk failed (or, for
-    /// [`reload`](super::ConfigStore::reload), reading it).
+    /// `reload` (feature `persist`), reading it).
     Persist(PersistError),
     /// [`update_if`](super::ConfigStore::update_if) expected another
     /// version: someone committed since.
@@ -387,7 +387,7 @@ impl Error for BuildError {
     }
 }
 
-/// Why [`ConfigStore::open`](super::ConfigStore::open) failed. The file is
+/// Why `ConfigStore::open` (feature `persist`) failed. The file is
 /// left as it was.
 ///
 /// # Examples

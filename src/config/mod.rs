@@ -358,12 +358,10 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     ///
     /// # Examples
     /// ```
-    /// use std::sync::Arc;
     /// use std::sync::mpsc;
     /// let store = unlocked::config::ConfigStore::new(0);
     /// let (tx, rx) = mpsc::channel();
-    /// let tx = std::sync::Mutex::new(tx);
-    /// store.on_change(move |snap| tx.lock().unwrap().send(**snap).unwrap());
+    /// store.on_change(move |snap| tx.send(**snap).unwrap());
     /// store.update(|n| -> Result<(), ()> { *n = 5; Ok(()) }).unwrap();
     /// assert_eq!(rx.recv().unwrap(), 5);
     /// ```

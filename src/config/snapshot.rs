@@ -267,8 +267,8 @@ impl<T: fmt::Debug> fmt::Debug for Snapshot<T> {
 /// never stale: every load returns the latest committed value.
 ///
 /// It replaces the seeds' thread-local cache with a time-to-live, which
-/// served stale values for up to a second. Keep one per thread (it is
-/// `Send`, not `Sync`: `load` takes `&mut self`).
+/// served stale values for up to a second. Keep one per thread: `load`
+/// takes `&mut self`.
 ///
 /// # Examples
 /// ```
