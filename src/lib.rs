@@ -90,6 +90,8 @@ pub mod docs {
     pub mod queue {}
     #[doc = include_str!("../docs/cache.md")]
     pub mod cache {}
+    #[doc = include_str!("../docs/cache_policy.md")]
+    pub mod cache_policy {}
     #[doc = include_str!("../docs/dependencies.md")]
     pub mod dependencies {}
 }
