@@ -119,6 +119,8 @@ pub mod docs {
     pub mod cache {}
     #[doc = include_str!("../docs/config.md")]
     pub mod config {}
+    #[doc = include_str!("../docs/cache_policy.md")]
+    pub mod cache_policy {}
     #[doc = include_str!("../docs/dependencies.md")]
     pub mod dependencies {}
 }

@@ -114,7 +114,7 @@ pub struct Workload {
 /// skews and a scan mix. `quick` takes prefixes of 30,000 requests.
 pub fn workloads(quick: bool) -> Vec<Workload> {
     let limit = quick.then_some(30_000);
-    let synthetic = if quick { 30_000 } else { 2_000_000 };
+    let synthetic = if quick { 30_000 } else { 1_000_000 };
     let mut w = vec![
         Workload {
             name: "OLTP".into(),

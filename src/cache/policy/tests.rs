@@ -159,6 +159,8 @@ fn zero_capacity_panics() {
 }
 
 #[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
 fn capacity_is_never_exceeded_and_dead_handles_never_return() {
     for capacity in [1, 2, 3, 10, 100] {
         let mut sim = Sim::new(capacity);
@@ -212,6 +214,8 @@ fn frequently_read_keys_survive_a_scan() {
 }
 
 #[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
 fn scan_resistance_beats_lru_on_a_mixed_workload() {
     // Hot keys read often, interleaved with a long scan of one-hit wonders.
     let capacity = 200;
@@ -244,6 +248,8 @@ fn scan_resistance_beats_lru_on_a_mixed_workload() {
 }
 
 #[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
 fn dead_handles_are_compacted() {
     let capacity = 64;
     let mut sim = Sim::new(capacity);
@@ -262,6 +268,8 @@ fn dead_handles_are_compacted() {
 }
 
 #[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
 fn removals_mixed_with_inserts_keep_memory_bounded() {
     let capacity = 32;
     let mut sim = Sim::new(capacity);
@@ -336,6 +344,8 @@ fn a_key_the_ghost_remembers_goes_to_main() {
 }
 
 #[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
 fn adaptive_small_share_stays_in_bounds() {
     let capacity = 1000;
     let tuning = Tuning {
