@@ -141,7 +141,7 @@ impl<K, V, S> fmt::Debug for Cache<K, V, S> {
     }
 }
 
-impl<K: Hash + Eq + 'static, V: 'static> Cache<K, V, RandomState> {
+impl<K: Hash + Eq + Send + 'static, V: Send + 'static> Cache<K, V, RandomState> {
     /// A cache of at most `max_capacity` entries, with no expiry and the
     /// default shard count and hasher.
     ///
@@ -335,8 +335,8 @@ impl<K, V, S> Cache<K, V, S> {
 
 impl<K, V, S> Cache<K, V, S>
 where
-    K: Hash + Eq + 'static,
-    V: 'static,
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
     S: BuildHasher,
 {
     #[inline]
@@ -719,8 +719,8 @@ struct Leader<'c, K, V, S> {
 
 impl<K, V, S> Leader<'_, K, V, S>
 where
-    K: Hash + Eq + 'static,
-    V: 'static,
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
     S: BuildHasher,
     V: Clone,
 {
