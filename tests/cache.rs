@@ -231,6 +231,9 @@ fn differential(capacity: usize, keys: u64, ops: usize, seed: u64) {
             _ => clock.advance(Duration::from_millis(rng.below(10) as u64)),
         }
         assert!(cache.len() <= capacity);
+        if step % 64 == 0 {
+            cache.validate();
+        }
     }
     if roomy {
         let now = clock_now(&clock);
@@ -463,7 +466,11 @@ fn heavy_removal_churn_stays_exact() {
             assert_eq!(cache.remove(&k), model.remove(&k));
         }
         assert_eq!(cache.get(&k), model.get(&k).copied());
+        if i % 128 == 0 {
+            cache.validate();
+        }
     }
+    cache.validate();
     assert_eq!(cache.len(), model.len());
 }
 
@@ -536,6 +543,7 @@ fn concurrent_against_reference() {
             r.unwrap();
         }
     });
+    cache.validate();
     assert!(cache.len() <= cap);
 }
 
@@ -601,6 +609,7 @@ fn every_value_dropped_once_sequential() {
                 cache.clear();
             }
         }
+        cache.validate();
         let ids: Vec<u64> = cache.iter().map(|(_, v)| v.id).collect();
         assert!(ids.len() <= 16);
     }
@@ -629,6 +638,7 @@ fn drop_counts_concurrent(threads: u64, per: usize) {
                 });
             }
         });
+        cache.validate();
     }
     assert_all_dropped(&live);
 }
@@ -912,5 +922,6 @@ fn stress_concurrent_with_ttl_and_capacity() {
             });
         }
     });
+    cache.validate();
     assert!(cache.len() <= cap);
 }

@@ -282,6 +282,19 @@ impl<K, V, S> Cache<K, V, S> {
         stats
     }
 
+    /// Checks internal invariants (table, tags, policy, counters); panics
+    /// with what is broken. For tests and fuzzing; takes every shard lock.
+    #[doc(hidden)]
+    pub fn validate(&self)
+    where
+        K: Eq,
+    {
+        let guard = epoch::pin();
+        for s in self.shards.iter() {
+            s.validate(&guard);
+        }
+    }
+
     /// Per-shard capacities (for tests).
     #[doc(hidden)]
     pub fn shard_capacities(&self) -> Vec<usize> {

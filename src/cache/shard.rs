@@ -456,6 +456,50 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     }
 }
 
+impl<K: Eq, V> Shard<K, V> {
+    /// Checks the shard's invariants (for tests and fuzzing); panics with
+    /// what is broken.
+    pub(crate) fn validate(&self, guard: &Guard) {
+        use super::table::{tag_of, EMPTY, TOMBSTONE};
+        let w = self.lock();
+        let table = self.table(guard);
+        let (mut live, mut tombstones, mut expiring, mut empty) = (0, 0, 0, 0);
+        for i in 0..table.len() {
+            let p = table.load(i);
+            match table.tag(i) {
+                EMPTY => {
+                    assert!(p.is_null(), "slot {i}: empty tag, non-null pointer");
+                    empty += 1;
+                }
+                TOMBSTONE => {
+                    assert!(p == tombstone(), "slot {i}: tombstone tag, other pointer");
+                    tombstones += 1;
+                }
+                tag => {
+                    assert!(!p.is_null() && p != tombstone(), "slot {i}: tag, no entry");
+                    // SAFETY: linked entries stay alive while the lock is held.
+                    let e = unsafe { &*p };
+                    assert_eq!(tag, tag_of(e.hash), "slot {i}: wrong tag");
+                    assert!(
+                        matches!(table.find(e.hash, &e.key), Probe::Found(j, _) if j == i),
+                        "slot {i}: entry not reachable on its probe sequence"
+                    );
+                    assert!(e.node.is_live(), "slot {i}: linked entry, dead node");
+                    assert_eq!(e.node.entry(), p, "slot {i}: node points elsewhere");
+                    live += 1;
+                    expiring += usize::from(e.expires != NEVER);
+                }
+            }
+        }
+        assert!(empty > 0, "no empty slot: probes would not terminate early");
+        assert_eq!(live, w.policy.live(), "linked entries vs policy");
+        assert!(live <= w.policy.capacity(), "over capacity");
+        assert_eq!(tombstones, w.tombstones, "tombstone count");
+        assert_eq!(expiring, w.expiring, "expiring count");
+        assert_eq!(live, self.len(), "len");
+    }
+}
+
 impl<K, V> Drop for Shard<K, V> {
     fn drop(&mut self) {
         // Relaxed: `&mut self` excludes every other access.

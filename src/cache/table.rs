@@ -29,14 +29,14 @@ use super::entry::Entry;
 use crate::sync::{AtomicPtr, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 /// Tag of a slot never used since the last rebuild (its pointer is null).
-const EMPTY: u8 = 0;
+pub(crate) const EMPTY: u8 = 0;
 /// Tag of a removed entry's slot (its pointer is the tombstone).
-const TOMBSTONE: u8 = 1;
+pub(crate) const TOMBSTONE: u8 = 1;
 
 /// The tag of a key with this hash: 8 bits the shard and home slot do not
 /// use (for tables under 2^32 slots), never `EMPTY` or `TOMBSTONE`.
 #[inline]
-fn tag_of(hash: u64) -> u8 {
+pub(crate) fn tag_of(hash: u64) -> u8 {
     ((hash >> 32) as u8).max(2)
 }
 
@@ -98,6 +98,12 @@ impl<K, V> Table<K, V> {
         // Acquire: pairs with the Release store that published the entry,
         // so its fields are visible before the caller dereferences it.
         self.slots[i & self.mask].load(Acquire)
+    }
+
+    /// Slot `i`'s tag (for the invariant checker).
+    pub(crate) fn tag(&self, i: usize) -> u8 {
+        // Acquire: as in `find`.
+        self.tags[i].load(Acquire)
     }
 
     /// Finds `key`. Lock-free: readers and the writer both use it.
