@@ -531,3 +531,38 @@ fn agrees_with_the_lock_based_reference() {
         }
     }
 }
+
+/// `changed().await` on a multi-threaded tokio runtime wakes for a commit
+/// made from a plain thread, and a dropped `changed()` future loses nothing.
+#[cfg(not(miri))]
+#[test]
+fn async_changed_on_tokio() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let store = Arc::new(ConfigStore::new(0u32));
+    let mut sub = store.subscribe();
+    rt.block_on(async {
+        // Cancelled before any commit: nothing is lost.
+        let timed_out = tokio::time::timeout(Duration::from_millis(5), sub.changed()).await;
+        assert!(timed_out.is_err());
+        let waiter = tokio::spawn(async move {
+            let mut last = 0;
+            while last < 3 {
+                last = *sub.changed().await.expect("store alive");
+            }
+            last
+        });
+        let s = Arc::clone(&store);
+        thread::spawn(move || {
+            for i in 1..=3 {
+                set(&s, i);
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(waiter.await.unwrap(), 3);
+    });
+}
