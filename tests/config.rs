@@ -448,3 +448,121 @@ fn store_handles_are_send_and_sync() {
 #[cfg(feature = "persist")]
 #[path = "config/persist.rs"]
 mod persist;
+
+/// The seeds' design as an oracle: a lock around the value and its
+/// version, with validation and a version check done by hand.
+struct RefStore {
+    inner: Mutex<(u64, Vec<u32>)>,
+}
+
+impl RefStore {
+    fn update_if(&self, expected: Option<u64>, push: u32) -> Result<u64, &'static str> {
+        let mut g = self.inner.lock().unwrap();
+        if expected.is_some_and(|e| e != g.0) {
+            return Err("conflict");
+        }
+        if push % 7 == 0 {
+            return Err("rejected");
+        }
+        if g.1.len() >= 8 {
+            return Err("invalid");
+        }
+        g.1.push(push);
+        g.0 += 1;
+        Ok(g.0)
+    }
+}
+
+/// Random update sequences (seeded) applied to the store and to the
+/// lock-based reference: every result and every read agrees.
+#[test]
+fn agrees_with_the_lock_based_reference() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..scaled(200) {
+        let store = ConfigStore::builder(Vec::<u32>::new())
+            .validator(|v: &Vec<u32>| {
+                if v.len() <= 8 {
+                    Ok(())
+                } else {
+                    Err("too long")
+                }
+            })
+            .build()
+            .unwrap();
+        let reference = RefStore {
+            inner: Mutex::new((1, Vec::new())),
+        };
+        for _ in 0..20 {
+            let push = (next() % 50) as u32;
+            let current = store.load().version().get();
+            let expected = match next() % 3 {
+                0 => None,
+                1 => Some(current),
+                _ => Some(current.saturating_sub(1).max(1)),
+            };
+            let f = |v: &mut Vec<u32>| {
+                if push % 7 == 0 {
+                    return Err("rejected");
+                }
+                v.push(push);
+                Ok(())
+            };
+            let got = match expected {
+                None => store.update(f),
+                Some(e) => store.update_if(Version::from(e), f),
+            };
+            let got = match got {
+                Ok(v) => Ok(v.get()),
+                Err(UpdateError::Conflict { .. }) => Err("conflict"),
+                Err(UpdateError::Rejected(e)) => Err(e),
+                Err(UpdateError::Invalid(_)) => Err("invalid"),
+                Err(other) => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(got, reference.update_if(expected, push));
+            let g = reference.inner.lock().unwrap();
+            let s = store.load();
+            assert_eq!((s.version().get(), &*s), (g.0, &g.1));
+        }
+    }
+}
+
+/// `changed().await` on a multi-threaded tokio runtime wakes for a commit
+/// made from a plain thread, and a dropped `changed()` future loses nothing.
+#[cfg(not(miri))]
+#[test]
+fn async_changed_on_tokio() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let store = Arc::new(ConfigStore::new(0u32));
+    let mut sub = store.subscribe();
+    rt.block_on(async {
+        // Cancelled before any commit: nothing is lost.
+        let timed_out = tokio::time::timeout(Duration::from_millis(5), sub.changed()).await;
+        assert!(timed_out.is_err());
+        let waiter = tokio::spawn(async move {
+            let mut last = 0;
+            while last < 3 {
+                last = *sub.changed().await.expect("store alive");
+            }
+            last
+        });
+        let s = Arc::clone(&store);
+        thread::spawn(move || {
+            for i in 1..=3 {
+                set(&s, i);
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(waiter.await.unwrap(), 3);
+    });
+}

@@ -149,3 +149,29 @@ fn subscriber_sees_the_last_commit() {
         assert_eq!(sub.seen().get(), 2);
     });
 }
+
+/// Two writers racing a subscriber (3 threads): every version the
+/// subscriber reports is whole and newer than the last, and after both
+/// commits it ends on version 3.
+#[test]
+fn two_writers_and_a_subscriber() {
+    loom::model(|| {
+        let store = new_store();
+        let mut sub = store.subscribe();
+        let w1 = spawn_with(&store, bump);
+        let w2 = spawn_with(&store, bump);
+        let mut last = 1;
+        if let Some(s) = sub.try_changed() {
+            assert_eq!(s.version().get(), s.a + 1);
+            assert!(s.version().get() > last);
+            last = s.version().get();
+        }
+        w1.join().unwrap();
+        w2.join().unwrap();
+        if last < 3 {
+            let s = sub.try_changed().expect("the last commit is reported");
+            assert_eq!((s.version().get(), s.a, s.b), (3, 2, 2));
+        }
+        assert!(sub.try_changed().is_none());
+    });
+}
