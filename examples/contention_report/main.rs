@@ -8,7 +8,9 @@
 //! (crossbeam-queue, concurrent-queue) and the lock baseline
 //! (`Mutex<VecDeque>`, the design of Python's `queue.Queue`), at 1, 2, 4 and
 //! 8 producer/consumer pairs, for a small bounded, a large bounded and an
-//! unbounded queue, then writes `report.md` and one SVG plot per scenario to
+//! unbounded queue, and the work queue's add/claim/complete/remove cycles
+//! against the seeds' lock design at 1, 2, 4 and 8 workers (`work.rs`),
+//! then writes `report.md` and one SVG plot per scenario to
 //! `$CARGO_TARGET_DIR/contention-report/` (default `target/`). Every figure
 //! and ratio comes from this run. `--quick` uses tiny runs, to check in a few
 //! seconds that the report still works.

@@ -22,7 +22,7 @@ const QUICK_CYCLES: u64 = 500;
 
 /// Target duration of one measured run (shorter than the queue sections':
 /// the section should take a few seconds).
-const RUN_TARGET: Duration = Duration::from_millis(100);
+const RUN_TARGET: Duration = Duration::from_millis(50);
 
 /// One implementation's statistics at every worker count.
 struct Row {

@@ -225,3 +225,39 @@ fn free_list_hands_each_slot_to_one_adder() {
         assert_eq!(q.len(), 2);
     });
 }
+
+/// An expired holder's `fail` or `release` races the reaper: whichever
+/// wins, the item is pending with exactly one entry in the pending order
+/// (one claim gets it, a second finds nothing), and the attempt count is
+/// what the sequential semantics give for that order.
+#[test]
+fn settle_racing_reap_leaves_one_pending_entry() {
+    for release in [false, true] {
+        loom::model(move || {
+            let (q, clock) = queue(3);
+            let id = q.add(3).unwrap();
+            let claim = q.claim().unwrap();
+            clock.advance(LEASE);
+            let worker = spawn_with(&q, move |q| {
+                if release {
+                    q.release(&claim).map(|()| ItemStatus::Pending)
+                } else {
+                    q.fail(&claim, "late")
+                }
+            });
+            let reaper = spawn_with(&q, |q| q.reap_expired());
+            assert_eq!(worker.join().unwrap(), Ok(ItemStatus::Pending));
+            let reaped = reaper.join().unwrap();
+            let next = q.claim().expect("pending again");
+            assert_eq!(next.id(), id);
+            // A reap counts the attempt; a release before it does not.
+            let expected = if release && reaped == 0 { 1 } else { 2 };
+            assert_eq!(
+                next.attempts(),
+                expected,
+                "release {release}, reaped {reaped}"
+            );
+            assert!(q.claim().is_none(), "a second pending entry");
+        });
+    }
+}
