@@ -146,6 +146,13 @@ pub use config::{
 };
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};
 pub use work::{
-    BuildError, Claim, ItemId, ItemSnapshot, ItemStatus, QueueFull, StatusCounts, WorkError,
-    WorkQueue, WorkQueueBuilder,
+    Claim, ItemId, ItemSnapshot, ItemStatus, QueueFull, StatusCounts, WorkError, WorkQueue,
+    WorkQueueBuilder,
 };
+
+// The builders' errors, one per structure (each lists what its builder can
+// refuse), re-exported under distinct names.
+pub use cache::BuildError as CacheBuildError;
+pub use config::BuildError as ConfigBuildError;
+pub use config::Builder as ConfigStoreBuilder;
+pub use work::BuildError as WorkBuildError;
