@@ -167,7 +167,11 @@ fn get_allocates_nothing() {
     // threads retired; the cache's own read path allocates nothing, so
     // the look-ups stay far below one allocation each.
     let allocated = allocations() - before;
-    assert!(allocated <= 16, "{allocated} allocations in {} look-ups", 4 * n);
+    assert!(
+        allocated <= 16,
+        "{allocated} allocations in {} look-ups",
+        4 * n
+    );
     assert_eq!(hits, n as usize);
 }
 
@@ -817,6 +821,19 @@ fn panicking_loader_hands_over() {
 #[test]
 fn failing_loader_hands_over() {
     hand_off(Failure::Error);
+}
+
+/// The cache is `Send + Sync`, and the loading future is `Send` (so that
+/// it can be spawned on a multi-threaded executor).
+#[test]
+fn cache_and_loading_future_are_send() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    fn assert_send<T: Send>(_: &T) {}
+    let cache: Cache<String, Arc<str>> = Cache::new(4);
+    assert_send_sync(&cache);
+    let fut = cache.get_or_insert_with_async("k".to_string(), || async { Arc::from("v") });
+    assert_send(&fut);
+    assert_eq!(&*pollster::block_on(fut), "v");
 }
 
 #[test]
