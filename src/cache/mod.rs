@@ -295,6 +295,12 @@ impl<K, V, S> Cache<K, V, S> {
         }
     }
 
+    /// Tombstones in the shards' tables (for tests that drive a rebuild).
+    #[doc(hidden)]
+    pub fn tombstones(&self) -> usize {
+        self.shards.iter().map(|s| s.tombstones()).sum()
+    }
+
     /// Per-shard capacities (for tests).
     #[doc(hidden)]
     pub fn shard_capacities(&self) -> Vec<usize> {
