@@ -147,7 +147,9 @@ impl<K: Hash + Eq + Send + 'static, V: Send + 'static> Cache<K, V, RandomState> 
     ///
     /// # Panics
     /// If `max_capacity` is 0 ("cache max_capacity must be at least 1").
-    /// Use [`Cache::builder`] to get an error instead.
+    /// Use [`Cache::builder`] to get an error instead. The tables for the
+    /// whole capacity are allocated here (about 14 to 27 bytes per entry of
+    /// capacity; see `docs/cache.md`).
     ///
     /// # Examples
     /// ```
