@@ -7,9 +7,9 @@
 //! | module | what | status |
 //! |---|---|---|
 //! | [`queue`] | [`BoundedQueue`], [`UnboundedQueue`]: lock-free MPMC FIFO queues with close, timeouts and async pop | available |
-//! | `work` | `WorkQueue`: ids, statuses, leases, retries, dead letters | planned |
+//! | [`work`] | [`WorkQueue`]: lock-free job queue with ids, statuses, leases, retries, dead letters | available |
 //! | [`cache`] | [`Cache`]: sharded, lock-free reads, TTL, S3-FIFO eviction, single-flight loading | available |
-//! | `config` | `ConfigStore`: copy-on-write snapshots, crash-safe persistence | planned |
+//! | [`config`] | [`ConfigStore`]: copy-on-write snapshots with wait-free reads, validated updates, subscriptions, crash-safe persistence | available |
 //!
 //! ## Quick start
 //! ```
@@ -50,6 +50,15 @@
 //! assert_sync::<unlocked::BoundedQueue<std::rc::Rc<u8>>>();
 //! ```
 //!
+//! A [`ConfigStore<T>`] is different: every reader shares the same committed
+//! value by reference, so it is `Send + Sync` when `T` is `Send + Sync`.
+//!
+//! ```compile_fail
+//! // A config store of non-Sync values cannot be shared between threads.
+//! fn assert_sync<T: Sync>() {}
+//! assert_sync::<unlocked::ConfigStore<std::rc::Rc<u8>>>();
+//! ```
+//!
 //! A cache shares its values between readers (each `get` clones one), so
 //! it is `Sync` only when `K` and `V` are `Send + Sync`:
 //!
@@ -69,16 +78,28 @@
 //! - `len` is exact when no operation is in flight (see
 //!   [`BoundedQueue`]'s "Concurrent calls" for one rare exception); otherwise it is a value
 //!   the queue held at some moment during the call.
+//! - [`WorkQueue`]: every status change is one compare-and-swap on the
+//!   item, so a claim settles its item at most once and a stale claim is
+//!   refused; a successful `add` happens-before the `claim` that returns
+//!   the item. `len`, `counts` and `snapshot` are exact whenever no
+//!   operation is in flight. `docs/work.md` has the state machine, the
+//!   orderings and the migration guide from the seeds' `MemoryQueue`.
+//! - A config [`Snapshot`] is one whole committed version: a commit
+//!   happens-before every load that returns it, versions increase by one
+//!   per commit, and the versions one thread loads never go backwards.
+//!   `docs/config.md` explains the orderings.
 //! - Cache operations on one key are linearizable: a `get` returns the value
 //!   of the latest insert that took effect before it, or nothing once the key
 //!   was removed, evicted or expired; an insert happens-before the `get` that
 //!   returns its value. `len` and `stats` are exact at quiescence; `iter` is
 //!   weakly consistent (see [`Cache::iter`]).
-//! - `docs/queue.md` and `docs/cache.md` explain every atomic ordering.
+//! - `docs/queue.md`, `docs/work.md`, `docs/cache.md` and `docs/config.md` explain every atomic ordering.
 //!
 //! ## Cargo features
 //! | feature | default | what it does |
 //! |---|---|---|
+//! | `persist` | no | `ConfigStore::open`: crash-safe JSON persistence of config snapshots (serde) |
+//! | `toml` | no | TOML files for `ConfigStore::open` (implies `persist`) |
 //! | `shuttle` | no | swaps the sync facade to [shuttle](https://docs.rs/shuttle) for randomized schedule tests; never enable in production |
 //!
 //! `RUSTFLAGS="--cfg unlocked_loom"` swaps it to [loom](https://docs.rs/loom)
@@ -89,8 +110,10 @@
 
 pub mod cache;
 mod clock;
+pub mod config;
 pub mod queue;
 mod sync;
+pub mod work;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -99,14 +122,30 @@ struct ReadmeDoctests;
 
 /// Long-form documentation, rendered from `docs/`.
 pub mod docs {
+    #[doc = include_str!("../docs/architecture.md")]
+    pub mod architecture {}
     #[doc = include_str!("../docs/queue.md")]
     pub mod queue {}
+    #[doc = include_str!("../docs/work.md")]
+    pub mod work {}
     #[doc = include_str!("../docs/cache.md")]
     pub mod cache {}
+    #[doc = include_str!("../docs/config.md")]
+    pub mod config {}
+    #[doc = include_str!("../docs/cache_policy.md")]
+    pub mod cache_policy {}
     #[doc = include_str!("../docs/dependencies.md")]
     pub mod dependencies {}
 }
 
 pub use cache::{Cache, CacheBuilder, CacheStats, RemovalCause};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    CallbackId, Committed, ConfigStore, OpenError, PersistError, Reader, Snapshot, Subscription,
+    UpdateError, ValidationError, Version,
+};
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};
+pub use work::{
+    BuildError, Claim, ItemId, ItemSnapshot, ItemStatus, QueueFull, StatusCounts, WorkError,
+    WorkQueue, WorkQueueBuilder,
+};

@@ -231,3 +231,23 @@ pub(crate) mod epoch {
         }
     }
 }
+
+/// Reads an atomic pointer through `&mut` (in `Drop`): no synchronisation
+/// is needed, and none is recorded. Under shuttle this matters: memory
+/// freed through the epoch may be dropped during a later execution, where a
+/// `load` would carry the old execution's vector clock into the new one.
+pub(crate) fn ptr_get_mut<T>(p: &mut AtomicPtr<T>) -> *mut T {
+    #[cfg(unlocked_loom)]
+    {
+        p.with_mut(|p| *p)
+    }
+    #[cfg(not(unlocked_loom))]
+    {
+        *p.get_mut()
+    }
+}
+
+/// Locks `mutex` (poisoning ignored, see [`Mutex`]).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock()
+}

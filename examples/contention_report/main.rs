@@ -8,7 +8,9 @@
 //! (crossbeam-queue, concurrent-queue) and the lock baseline
 //! (`Mutex<VecDeque>`, the design of Python's `queue.Queue`), at 1, 2, 4 and
 //! 8 producer/consumer pairs, for a small bounded, a large bounded and an
-//! unbounded queue, then writes `report.md` and one SVG plot per scenario to
+//! unbounded queue, and the work queue's add/claim/complete/remove cycles
+//! against the seeds' lock design at 1, 2, 4 and 8 workers (`work.rs`),
+//! then writes `report.md` and one SVG plot per scenario to
 //! `$CARGO_TARGET_DIR/contention-report/` (default `target/`). Every figure
 //! and ratio comes from this run. `--quick` uses tiny runs, to check in a few
 //! seconds that the report still works.
@@ -20,6 +22,11 @@
 #[path = "../../benches/support/mod.rs"]
 mod support;
 
+// The bench uses parts of the harness that the report does not.
+#[allow(dead_code)]
+#[path = "../../benches/cache_support/mod.rs"]
+mod cache_support;
+
 use std::error::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -30,7 +37,10 @@ use plotters::prelude::*;
 
 use support::cpus;
 
+mod cache;
+mod config;
 mod queue;
+mod work;
 
 /// Measured runs per point in a full report.
 const RUNS: usize = 5;
@@ -49,6 +59,10 @@ const SECTIONS: &[SectionFn] = &[
     machine_section,
     queue::throughput_section,
     queue::latency_section,
+    work::work_section,
+    config::config_section,
+    cache::cache_hit_ratio_section,
+    cache::cache_throughput_section,
 ];
 
 /// Settings from the command line.

@@ -18,7 +18,7 @@ mod error;
 mod ring;
 mod slots;
 mod unbounded;
-mod waiters;
+pub(crate) mod waiters;
 
 pub use bounded::BoundedQueue;
 pub use error::PushError;

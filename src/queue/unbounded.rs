@@ -91,7 +91,7 @@ impl<T> Default for UnboundedQueue<T> {
 
 impl<T> UnboundedQueue<T> {
     /// Creates an empty queue with segments of
-    /// [`DEFAULT_SEGMENT_CAPACITY`] values.
+    /// 256 values.
     ///
     /// # Examples
     /// ```

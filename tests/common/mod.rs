@@ -3,7 +3,8 @@
 //! [`config_tests!`], [`bounded_tests!`]), a drop-counting value type
 //! ([`Tracked`]), a seeded pseudo-random generator and checkers.
 //!
-//! Not every test crate uses every helper.
+//! Not every test crate uses every helper. `work_model` is the work
+//! queue's sequential reference.
 #![allow(dead_code, unused_macros)]
 
 use std::collections::VecDeque;
@@ -13,6 +14,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+pub mod work_model;
 
 use unlocked::{BoundedQueue, PushError, UnboundedQueue};
 

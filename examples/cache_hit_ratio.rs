@@ -1,0 +1,47 @@
+//! Hit ratio of `unlocked::Cache` next to moka, quick_cache and an LRU, on
+//! the ARC traces (OLTP, P3) and synthetic Zipf and scan-mixed workloads.
+//!
+//! ```text
+//! cargo run --release --example cache_hit_ratio [-- --quick]
+//! ```
+//!
+//! Prints one markdown table per workload (hit ratios in percent). The
+//! contention report's hit-ratio section runs the same code and adds plots.
+//! Traces: N. Megiddo and D. S. Modha, "ARC: A Self-Tuning, Low Overhead
+//! Replacement Cache", USENIX FAST 2003.
+
+#[allow(dead_code)]
+#[path = "../benches/cache_support/mod.rs"]
+mod cache_support;
+
+use cache_support::{cpus, hit_ratio_table, workloads, HitCache};
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let started = std::time::Instant::now();
+    for w in workloads(quick) {
+        let table = hit_ratio_table(&w, cpus());
+        let names: Vec<&str> = HitCache::ALL.iter().map(|c| c.name()).collect();
+        println!(
+            "\n{} ({} requests): {}\n",
+            w.name,
+            w.keys.len(),
+            w.description
+        );
+        println!(
+            "| capacity | {} | unlocked − best peer |",
+            names.join(" | ")
+        );
+        println!("|---:|{}---:|", "---:|".repeat(names.len()));
+        for (cap, row) in w.capacities.iter().zip(&table) {
+            let cells: Vec<String> = row.iter().map(|r| format!("{:.2}", r * 100.0)).collect();
+            let best_peer = row[1].max(row[2]);
+            println!(
+                "| {cap} | {} | {:+.2} |",
+                cells.join(" | "),
+                (row[0] - best_peer) * 100.0
+            );
+        }
+    }
+    println!("\n({:.1} s)", started.elapsed().as_secs_f64());
+}

@@ -1,0 +1,182 @@
+//! Work-queue section: add/claim/complete/remove cycles against workers,
+//! `unlocked::WorkQueue` beside the seeds' `MemoryQueue` design ported to
+//! Rust (the lock baseline), the same lock design with `WorkQueue`'s
+//! semantics (the tests' reference: leases, attempts, stale-claim checks)
+//! and a `crossbeam-channel` pipeline (a lower bound that tracks nothing). The harness is `benches/work_support/`.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+#[path = "../../benches/work_support/mod.rs"]
+mod work_support;
+
+use work_support::{cpus, work_specs, Role, Runner, WorkSpec, BACKLOG};
+
+use crate::{Config, Plot, Section, Stats};
+
+/// Worker counts of the sweep.
+const WORKERS: [usize; 4] = [1, 2, 4, 8];
+
+/// Cycles per worker in every `--quick` run.
+const QUICK_CYCLES: u64 = 500;
+
+/// Target duration of one measured run (shorter than the queue sections':
+/// the section should take a few seconds).
+const RUN_TARGET: Duration = Duration::from_millis(50);
+
+/// One implementation's statistics at every worker count.
+struct Row {
+    spec: WorkSpec,
+    points: Vec<Stats>,
+}
+
+/// Cycles per second against workers, with ratios to the lock baseline.
+pub(crate) fn work_section(cfg: &Config) -> Section {
+    let started = Instant::now();
+    let rows: Vec<Row> = work_specs()
+        .into_iter()
+        .map(|spec| Row {
+            spec,
+            points: WORKERS.iter().map(|&w| measure(cfg, &spec, w)).collect(),
+        })
+        .collect();
+    let mut md = String::from("## Work queue: add, claim, complete, remove\n\n");
+    let _ = writeln!(
+        md,
+        "Each worker runs cycles of `add` a job, `claim` the oldest pending one, `complete` it and \
+         `remove` it, over a backlog of {BACKLOG} pending jobs; every run is verified. Cells: \
+         millions of cycles per second (median of {} runs). `crossbeam-channel` only hands jobs \
+         over (no ids, statuses, leases or removal): it is a lower bound on the cost of a \
+         hand-off, not a work queue.\n",
+        cfg.runs()
+    );
+    md.push_str(&header("implementation"));
+    for r in &rows {
+        let cells: Vec<String> = r
+            .points
+            .iter()
+            .map(|s| format!("{:.2}", s.median))
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", name(&r.spec), cells.join(" | "));
+    }
+    md.push_str("\nRatios (higher is better for `unlocked`):\n\n");
+    md.push_str(&ratios(&rows));
+    let _ = writeln!(md, "\n![work queue](work-queue.svg)\n");
+    let _ = writeln!(
+        md,
+        "_Section measured in {:.1} s._",
+        started.elapsed().as_secs_f64()
+    );
+    Section {
+        markdown: md,
+        plots: vec![plot(&rows)],
+    }
+}
+
+/// One point: a calibration/warm-up run, then the measured runs.
+fn measure(cfg: &Config, spec: &WorkSpec, workers: usize) -> Stats {
+    let mut runner = (spec.start)(workers);
+    let cycles = cycles_per_worker(cfg, runner.as_mut());
+    let mops = (0..cfg.runs())
+        .map(|_| {
+            let took = runner.run(cycles);
+            (cycles * workers as u64) as f64 / took.as_secs_f64().max(1e-9) / 1e6
+        })
+        .collect();
+    let stats = Stats::of(mops);
+    eprintln!(
+        "work           {:<24} {:<24} {:8.2} Mcycles/s (min {:.2}, max {:.2})",
+        spec.name,
+        work_support::workers_label(workers),
+        stats.median,
+        stats.min,
+        stats.max
+    );
+    stats
+}
+
+/// Cycles per worker for a run of about [`RUN_TARGET`] (fixed when quick).
+fn cycles_per_worker(cfg: &Config, runner: &mut dyn Runner) -> u64 {
+    if cfg.quick {
+        runner.run(QUICK_CYCLES);
+        return QUICK_CYCLES;
+    }
+    let mut n: u64 = 1024;
+    loop {
+        let took = runner.run(n);
+        if took >= RUN_TARGET / 8 || n >= 1 << 24 {
+            let scale = RUN_TARGET.as_secs_f64() / took.as_secs_f64().max(1e-6);
+            return ((n as f64 * scale) as u64).clamp(256, 1 << 26);
+        }
+        n *= 4;
+    }
+}
+
+fn header(first: &str) -> String {
+    let cols: Vec<String> = WORKERS
+        .iter()
+        .map(|&w| {
+            let noun = if w == 1 { "worker" } else { "workers" };
+            if w > cpus() {
+                format!("{w} {noun} (oversubscribed)")
+            } else {
+                format!("{w} {noun}")
+            }
+        })
+        .collect();
+    let seps = vec!["---:"; WORKERS.len()].join(" | ");
+    format!("| {first} | {} |\n|---| {seps} |\n", cols.join(" | "))
+}
+
+fn name(spec: &WorkSpec) -> String {
+    match spec.role {
+        Role::LockBaseline if spec.name.contains("same semantics") => {
+            format!("`{}` (lock baseline with leases and attempts)", spec.name)
+        }
+        Role::LockBaseline => format!("`{}` (seeds' design, lock baseline)", spec.name),
+        Role::Peer => format!("`{}` (hand-off only)", spec.name),
+        Role::Subject => format!("`{}`", spec.name),
+    }
+}
+
+fn ratios(rows: &[Row]) -> String {
+    let Some(subject) = rows.iter().find(|r| r.spec.role == Role::Subject) else {
+        return String::new();
+    };
+    let mut md = header("ratio");
+    for row in rows.iter().filter(|r| r.spec.role != Role::Subject) {
+        let cells: Vec<String> = subject
+            .points
+            .iter()
+            .zip(&row.points)
+            .map(|(s, p)| format!("{:.2}×", s.median / p.median))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| unlocked / {} | {} |",
+            name(&row.spec),
+            cells.join(" | ")
+        );
+    }
+    md
+}
+
+fn plot(rows: &[Row]) -> Plot {
+    Plot {
+        file: "work-queue.svg".into(),
+        title: format!("work queue: cycles/s vs workers ({} CPUs)", cpus()),
+        x_desc: format!("workers (> {} oversubscribed)", cpus()),
+        y_desc: "Mcycles/s (median)".into(),
+        series: rows
+            .iter()
+            .map(|r| {
+                let pts = WORKERS
+                    .iter()
+                    .zip(&r.points)
+                    .map(|(&w, s)| (w as f64, s.median))
+                    .collect();
+                (r.spec.name.to_string(), pts)
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,375 @@
+//! Policy tests on a sequential harness: a `HashMap` of `Rc` entries stands
+//! in for the concurrent shell.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::{Handle, Policy, Tuning};
+
+/// An entry of the harness.
+#[derive(Debug)]
+struct Entry {
+    key: u64,
+    hash: u64,
+    frequency: Cell<u8>,
+    live: Cell<bool>,
+}
+
+impl Handle for Rc<Entry> {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    fn frequency(&self) -> u8 {
+        self.frequency.get()
+    }
+    fn set_frequency(&self, frequency: u8) {
+        self.frequency.set(frequency);
+    }
+    fn is_live(&self) -> bool {
+        self.live.get()
+    }
+}
+
+/// SplitMix64's finaliser: the harness's key hasher.
+fn mix(key: u64) -> u64 {
+    let mut z = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A sequential cache: the table plus the policy, checking the contract on
+/// every step.
+#[derive(Debug)]
+pub(super) struct Sim {
+    table: HashMap<u64, Rc<Entry>>,
+    policy: Policy<Rc<Entry>>,
+    evicted: Vec<Rc<Entry>>,
+    pub(super) hits: u64,
+    pub(super) misses: u64,
+}
+
+impl Sim {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self::with_tuning(capacity, Tuning::DEFAULT)
+    }
+
+    pub(super) fn with_tuning(capacity: usize, tuning: Tuning) -> Self {
+        Sim {
+            table: HashMap::new(),
+            policy: Policy::with_tuning(capacity, tuning),
+            evicted: Vec::new(),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// A read: bumps the counter on a hit (saturating, as readers do).
+    pub(super) fn get(&mut self, key: u64) -> bool {
+        match self.table.get(&key) {
+            Some(e) => {
+                e.frequency.set(e.frequency.get().saturating_add(1));
+                self.hits += 1;
+                true
+            }
+            None => {
+                self.misses += 1;
+                false
+            }
+        }
+    }
+
+    /// A get, and an insert on a miss (what a trace replay does).
+    pub(super) fn access(&mut self, key: u64) {
+        if !self.get(key) {
+            self.insert(key);
+        }
+    }
+
+    /// Inserts a key that is not resident.
+    pub(super) fn insert(&mut self, key: u64) {
+        assert!(!self.table.contains_key(&key));
+        let e = Rc::new(Entry {
+            key,
+            hash: mix(key),
+            frequency: Cell::new(0),
+            live: Cell::new(true),
+        });
+        self.table.insert(key, Rc::clone(&e));
+        self.policy.insert(e, &mut self.evicted);
+        for v in self.evicted.drain(..) {
+            assert!(v.live.get(), "the policy returned a dead handle");
+            v.live.set(false);
+            let gone = self.table.remove(&v.key).expect("evicted a resident key");
+            assert!(Rc::ptr_eq(&gone, &v));
+        }
+        assert!(self.policy.live() <= self.policy.capacity());
+        assert_eq!(self.policy.live(), self.table.len());
+    }
+
+    /// Removes a resident key the way the shell does.
+    pub(super) fn remove(&mut self, key: u64) -> bool {
+        match self.table.remove(&key) {
+            Some(e) => {
+                e.live.set(false);
+                self.policy.removed();
+                assert_eq!(self.policy.live(), self.table.len());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn handles(&self) -> usize {
+        self.policy.small.len() + self.policy.main.len()
+    }
+
+    pub(super) fn hit_ratio(&self) -> f64 {
+        self.hits as f64 / (self.hits + self.misses).max(1) as f64
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so tests need no RNG crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// A skewed key: the minimum of a few uniform draws favours small keys.
+    fn skewed(&mut self, n: u64) -> u64 {
+        let a = self.below(n);
+        let b = self.below(n);
+        let c = self.below(n);
+        a.min(b).min(c)
+    }
+}
+
+#[test]
+#[should_panic(expected = "a shard holds at least one entry")]
+fn zero_capacity_panics() {
+    let _ = Policy::<Rc<Entry>>::new(0);
+}
+
+#[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
+fn capacity_is_never_exceeded_and_dead_handles_never_return() {
+    for capacity in [1, 2, 3, 10, 100] {
+        let mut sim = Sim::new(capacity);
+        let mut rng = Rng(0x1234_5678 + capacity as u64);
+        for _ in 0..20_000 {
+            let key = rng.skewed(capacity as u64 * 5);
+            match rng.below(10) {
+                0 => {
+                    sim.remove(key);
+                }
+                _ => sim.access(key),
+            }
+            // Sim::insert and Sim::remove assert the bound and liveness.
+        }
+        assert!(sim.hits > 0, "capacity {capacity}: no hit at all");
+    }
+}
+
+#[test]
+fn a_single_key_stays_resident() {
+    let mut sim = Sim::new(4);
+    sim.insert(1);
+    for k in 100..200 {
+        assert!(sim.get(1));
+        sim.access(k);
+    }
+    assert!(sim.get(1), "a key read between every insert was evicted");
+}
+
+#[test]
+fn frequently_read_keys_survive_a_scan() {
+    let capacity = 100;
+    let mut sim = Sim::new(capacity);
+    let hot: Vec<u64> = (0..50).collect();
+    // Warm up: the hot set is read many times.
+    for _ in 0..20 {
+        for &k in &hot {
+            sim.access(k);
+        }
+    }
+    // A scan of 10x the capacity of keys read once each.
+    for k in 1_000..1_000 + 10 * capacity as u64 {
+        sim.access(k);
+    }
+    let resident = hot.iter().filter(|&&k| sim.table.contains_key(&k)).count();
+    assert!(
+        resident >= hot.len() * 9 / 10,
+        "only {resident} of {} hot keys survived the scan",
+        hot.len()
+    );
+}
+
+#[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
+fn scan_resistance_beats_lru_on_a_mixed_workload() {
+    // Hot keys read often, interleaved with a long scan of one-hit wonders.
+    let capacity = 200;
+    let mut ours = Sim::new(capacity);
+    let mut lru = lru::LruCache::new(std::num::NonZeroUsize::new(capacity).unwrap());
+    let mut lru_hits = 0u64;
+    let mut rng = Rng(42);
+    let mut scan = 1_000_000;
+    let n = 200_000;
+    for _ in 0..n {
+        let key = if rng.below(2) == 0 {
+            rng.skewed(300)
+        } else {
+            scan += 1;
+            scan
+        };
+        ours.access(key);
+        if lru.get(&key).is_some() {
+            lru_hits += 1;
+        } else {
+            lru.put(key, ());
+        }
+    }
+    let lru_ratio = lru_hits as f64 / n as f64;
+    assert!(
+        ours.hit_ratio() > lru_ratio + 0.05,
+        "ours {:.3}, LRU {lru_ratio:.3}",
+        ours.hit_ratio()
+    );
+}
+
+#[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
+fn dead_handles_are_compacted() {
+    let capacity = 64;
+    let mut sim = Sim::new(capacity);
+    for next in 0..10_000 {
+        // Insert then remove: every handle the policy holds becomes dead.
+        sim.insert(next);
+        assert!(sim.remove(next));
+        assert!(
+            sim.handles() <= 2 * capacity + 16,
+            "{} handles held for {} live",
+            sim.handles(),
+            sim.policy.live()
+        );
+    }
+    assert_eq!(sim.policy.live(), 0);
+}
+
+#[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
+fn removals_mixed_with_inserts_keep_memory_bounded() {
+    let capacity = 32;
+    let mut sim = Sim::new(capacity);
+    let mut rng = Rng(7);
+    for i in 0..50_000u64 {
+        sim.access(i);
+        let victim = i.saturating_sub(rng.below(8));
+        sim.remove(victim);
+        assert!(sim.handles() <= 2 * capacity + 16 + 1);
+    }
+}
+
+#[test]
+fn clear_returns_the_live_handles_and_resets() {
+    let mut sim = Sim::new(10);
+    for k in 0..10 {
+        sim.insert(k);
+    }
+    sim.remove(3);
+    let live = sim.policy.clear();
+    let mut keys: Vec<u64> = live.iter().map(|e| e.key).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec![0, 1, 2, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(sim.policy.live(), 0);
+    assert_eq!(sim.handles(), 0);
+}
+
+#[test]
+fn clock_lowers_frequencies_it_passes() {
+    let mut sim = Sim::new(8);
+    for k in 0..8 {
+        sim.insert(k);
+        sim.get(k);
+    }
+    // Saturated counters are capped when main examines them.
+    for _ in 0..300 {
+        sim.get(0);
+    }
+    for k in 100..120 {
+        sim.access(k);
+    }
+    for e in sim.table.values() {
+        assert!(e.frequency.get() <= super::MAX_FREQUENCY + 1);
+    }
+}
+
+#[test]
+fn ghost_forgets_the_oldest() {
+    let mut g = super::Ghost::new(3);
+    for h in 0..5 {
+        g.insert(h);
+    }
+    assert!(!g.take(0));
+    assert!(!g.take(1));
+    assert!(g.take(4));
+    assert!(!g.take(4));
+    assert!(g.take(2));
+}
+
+#[test]
+fn a_key_the_ghost_remembers_goes_to_main() {
+    let capacity = 100;
+    let mut sim = Sim::new(capacity);
+    for k in 0..capacity as u64 + 20 {
+        sim.insert(k);
+    }
+    // Key 0 left small unread; its return goes straight to main.
+    assert!(!sim.table.contains_key(&0));
+    sim.insert(0);
+    assert!(sim.policy.main.iter().any(|e| e.key == 0));
+    assert!(!sim.policy.small.iter().any(|e| e.key == 0));
+}
+
+#[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
+fn adaptive_small_share_stays_in_bounds() {
+    let capacity = 1000;
+    let tuning = Tuning {
+        probe_percent: 5,
+        step_permille: 5,
+        ..Tuning::DEFAULT
+    };
+    let mut sim = Sim::with_tuning(capacity, tuning);
+    let mut rng = Rng(99);
+    let (mut lo, mut hi) = (usize::MAX, 0);
+    for i in 0..300_000u64 {
+        // Phases: a small hot set, then a wide one, then a scan.
+        let key = match (i / 50_000) % 3 {
+            0 => rng.skewed(500),
+            1 => rng.below(3_000),
+            _ => 1_000_000 + i,
+        };
+        sim.access(key);
+        lo = lo.min(sim.policy.small_target);
+        hi = hi.max(sim.policy.small_target);
+    }
+    assert!(lo >= capacity * super::SMALL_MIN_PERCENT / 100, "{lo}");
+    assert!(hi <= capacity * super::SMALL_MAX_PERCENT / 100, "{hi}");
+    assert!(hi > lo, "the share never moved");
+}
+
+mod experiments;

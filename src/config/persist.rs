@@ -1,0 +1,558 @@
+//! Crash-safe persistence (feature `persist`).
+//!
+//! A commit writes `NAME.tmp.PID` in the file's own folder, `sync_all`s it,
+//! hard-links the current `NAME` to `NAME.bak` (through a temporary link
+//! renamed over the old backup, so the backup is always a whole file), renames
+//! the temp file over `NAME`, and `fsync`s the folder, all before the
+//! version is published. A crash at any point leaves `NAME` holding either
+//! the old or the new version: `rename` replaces the directory entry
+//! atomically, and the folder sync makes the rename durable.
+//!
+//! The file holds `{"version": N, "config": ...}` (JSON), or `version = N`
+//! and a `[config]` table (TOML, feature `toml`, selected by a `.toml`
+//! extension), so a reopened store continues from `N`.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    validate_with, Builder, Committed, ConfigStore, OpenError, PersistError, PersistErrorKind,
+    UpdateError, Version,
+};
+use crate::sync::lock;
+
+/// The file's serialisation format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Json,
+    #[cfg(feature = "toml")]
+    Toml,
+}
+
+/// What is written.
+#[derive(Serialize)]
+struct FileOut<'a, T> {
+    version: u64,
+    config: &'a T,
+}
+
+/// What is read.
+#[derive(Deserialize)]
+struct FileIn<T> {
+    version: u64,
+    config: T,
+}
+
+type EncodeFn<T> = fn(&T, Version, Format) -> Result<Vec<u8>, String>;
+type DecodeFn<T> = fn(&Path, &[u8], Format) -> Result<(Version, T), PersistError>;
+
+/// The file side of a store: where, in what format, and how to (de)code `T`
+/// (function pointers made where `T: Serialize + DeserializeOwned` is
+/// known, so that the writer path needs no serde bounds).
+pub(crate) struct Persister<T> {
+    path: PathBuf,
+    dir: PathBuf,
+    name: OsString,
+    format: Format,
+    encode: EncodeFn<T>,
+    decode: DecodeFn<T>,
+    /// `false` after a failed reload: the file on disk is not one we
+    /// wrote, so it must not become the backup.
+    main_is_good: bool,
+}
+
+fn encode<T: Serialize>(value: &T, version: Version, format: Format) -> Result<Vec<u8>, String> {
+    let out = FileOut {
+        version: version.get(),
+        config: value,
+    };
+    match format {
+        Format::Json => serde_json::to_vec_pretty(&out)
+            .map(|mut v| {
+                v.push(b'\n');
+                v
+            })
+            .map_err(|e| e.to_string()),
+        #[cfg(feature = "toml")]
+        Format::Toml => toml::to_string(&out)
+            .map(String::into_bytes)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    format: Format,
+) -> Result<(Version, T), PersistError> {
+    let file: FileIn<T> = match format {
+        Format::Json => decode_json(path, bytes)?,
+        #[cfg(feature = "toml")]
+        Format::Toml => decode_toml(path, bytes)?,
+    };
+    if file.version == 0 {
+        return Err(PersistError::parse(
+            path,
+            "version must be at least 1".into(),
+            None,
+            None,
+            Some("version".into()),
+        ));
+    }
+    Ok((Version::from(file.version), file.config))
+}
+
+fn decode_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<FileIn<T>, PersistError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let file = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        json_error(path, e.into_inner(), Some(field))
+    })?;
+    de.end().map_err(|e| json_error(path, e, None))?;
+    Ok(file)
+}
+
+fn json_error(path: &Path, inner: serde_json::Error, field: Option<String>) -> PersistError {
+    let (line, column) = (inner.line(), inner.column());
+    // serde_json's message ends with " at line L column C": said apart.
+    let message = inner.to_string();
+    let message = match message.rfind(" at line ") {
+        Some(cut) => message[..cut].to_owned(),
+        None => message,
+    };
+    PersistError::parse(
+        path,
+        message,
+        (line > 0).then_some(line),
+        (column > 0).then_some(column),
+        field,
+    )
+}
+
+#[cfg(feature = "toml")]
+fn decode_toml<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<FileIn<T>, PersistError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_column(bytes, e.valid_up_to());
+        PersistError::parse(path, e.to_string(), Some(line), Some(column), None)
+    })?;
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = match inner.span() {
+            Some(span) => {
+                let (l, c) = line_column(bytes, span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        PersistError::parse(path, inner.message().to_owned(), line, column, Some(field))
+    })
+}
+
+/// 1-based line and column of byte `offset`.
+#[cfg(feature = "toml")]
+fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    (line, offset - start + 1)
+}
+
+/// `NAME` plus a suffix, in the same folder.
+fn sibling(dir: &Path, name: &OsString, suffix: &str) -> PathBuf {
+    let mut n = name.clone();
+    n.push(suffix);
+    dir.join(n)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), PersistError> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| PersistError::io(dir, "sync the folder", e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+impl<T> Persister<T> {
+    fn new<U: Serialize + DeserializeOwned>(path: &Path) -> Result<Persister<U>, PersistError> {
+        let name = path.file_name().map(OsString::from).ok_or_else(|| {
+            PersistError::other(PersistErrorKind::Io, path, "the path names no file".into())
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            #[cfg(feature = "toml")]
+            Some("toml") => Format::Toml,
+            #[cfg(not(feature = "toml"))]
+            Some("toml") => {
+                return Err(PersistError::other(
+                    PersistErrorKind::Io,
+                    path,
+                    "TOML files need the `toml` feature of `unlocked`".into(),
+                ))
+            }
+            _ => Format::Json,
+        };
+        Ok(Persister {
+            path: path.to_owned(),
+            dir,
+            name,
+            format,
+            encode: encode::<U>,
+            decode: decode::<U>,
+            main_is_good: true,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn backup_path(&self) -> PathBuf {
+        sibling(&self.dir, &self.name, ".bak")
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        sibling(
+            &self.dir,
+            &self.name,
+            &format!(".tmp.{}", std::process::id()),
+        )
+    }
+
+    /// Removes temp files a crashed writer left (`NAME.tmp*`).
+    fn remove_stale_temps(&self) -> Result<(), PersistError> {
+        let mut prefix = self.name.clone();
+        prefix.push(".tmp");
+        let prefix = prefix.to_string_lossy().into_owned();
+        let entries = fs::read_dir(&self.dir)
+            .map_err(|e| PersistError::io(&self.dir, "list the folder", e))?;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let p = entry.path();
+                fs::remove_file(&p)
+                    .map_err(|e| PersistError::io(&p, "remove a stale temp file", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&self, path: &Path) -> Result<(Version, T), PersistError> {
+        let bytes = fs::read(path).map_err(|e| PersistError::io(path, "read the file", e))?;
+        (self.decode)(path, &bytes, self.format)
+    }
+
+    /// Writes `value` as `version`, crash-safely (see the module docs).
+    pub(crate) fn write(&mut self, value: &T, version: Version) -> Result<(), PersistError> {
+        let bytes = (self.encode)(value, version, self.format)
+            .map_err(|e| PersistError::other(PersistErrorKind::Encode, &self.path, e))?;
+        let temp = self.temp_path();
+        let result = self.replace_with(&temp, &bytes);
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn replace_with(&mut self, temp: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+        let mut file = File::create(temp).map_err(|e| PersistError::io(temp, "create", e))?;
+        file.write_all(bytes)
+            .map_err(|e| PersistError::io(temp, "write", e))?;
+        file.sync_all()
+            .map_err(|e| PersistError::io(temp, "sync", e))?;
+        drop(file);
+        if self.main_is_good && self.path.exists() {
+            self.keep_backup()?;
+        }
+        fs::rename(temp, &self.path)
+            .map_err(|e| PersistError::io(&self.path, "replace the file", e))?;
+        sync_dir(&self.dir)?;
+        self.main_is_good = true;
+        Ok(())
+    }
+
+    /// Makes the current file the backup, atomically.
+    fn keep_backup(&self) -> Result<(), PersistError> {
+        let link = sibling(&self.dir, &self.name, ".tmp.bak");
+        let _ = fs::remove_file(&link);
+        if fs::hard_link(&self.path, &link).is_err() {
+            // No hard links here: a synced copy does the same, slower.
+            fs::copy(&self.path, &link)
+                .and_then(|_| File::open(&link)?.sync_all())
+                .map_err(|e| PersistError::io(&link, "copy the backup", e))?;
+        }
+        let backup = self.backup_path();
+        fs::rename(&link, &backup).map_err(|e| PersistError::io(&backup, "keep the backup", e))
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Builder<T> {
+    /// Opens (or creates from this builder's initial value) the file at
+    /// `path`; see [`ConfigStore::open`].
+    ///
+    /// # Errors
+    /// As [`ConfigStore::open`]; [`OpenError::Build`] for a bad setting.
+    ///
+    /// # Examples
+    /// ```
+    /// use unlocked::config::ConfigStore;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = ConfigStore::builder(5u32)
+    ///     .validator(|n: &u32| if *n < 10 { Ok(()) } else { Err("too big") })
+    ///     .open(dir.path().join("n.json"))
+    ///     .unwrap();
+    /// assert!(store.update(|n| -> Result<(), ()> { *n = 50; Ok(()) }).is_err());
+    /// ```
+    pub fn open(self, path: impl AsRef<Path>) -> Result<ConfigStore<T>, OpenError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.open_inner(path.as_ref(), false)
+            .map(|(store, _)| store)
+    }
+
+    /// Like [`open`](Self::open), but a corrupt or invalid file falls back
+    /// to the backup; see [`ConfigStore::open_or_recover`].
+    ///
+    /// # Errors
+    /// As [`ConfigStore::open_or_recover`].
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let (store, recovered) = unlocked::config::ConfigStore::builder(1u8)
+    ///     .open_or_recover(dir.path().join("n.json"))
+    ///     .unwrap();
+    /// assert!(recovered.is_none());
+    /// assert_eq!(*store.load(), 1);
+    /// ```
+    pub fn open_or_recover(
+        self,
+        path: impl AsRef<Path>,
+    ) -> Result<(ConfigStore<T>, Option<OpenError>), OpenError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.open_inner(path.as_ref(), true)
+    }
+
+    fn open_inner(
+        self,
+        path: &Path,
+        recover: bool,
+    ) -> Result<(ConfigStore<T>, Option<OpenError>), OpenError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.check().map_err(OpenError::Build)?;
+        let mut persister = Persister::<T>::new::<T>(path).map_err(OpenError::Persist)?;
+        persister.remove_stale_temps().map_err(OpenError::Persist)?;
+        let (current, recovered) = match self.load_file(&persister, path) {
+            Ok(Some(found)) => (found, None),
+            Ok(None) => {
+                validate_with(&self.validators, &self.initial).map_err(|error| {
+                    OpenError::Invalid {
+                        path: path.to_owned(),
+                        error,
+                    }
+                })?;
+                persister
+                    .write(&self.initial, Version::INITIAL)
+                    .map_err(OpenError::Persist)?;
+                ((Version::INITIAL, self.initial.clone()), None)
+            }
+            Err(error) if recover => {
+                let found = self.recover(&mut persister, error)?;
+                (found.0, Some(found.1))
+            }
+            Err(error) => return Err(error),
+        };
+        let committed = Arc::new(Committed::new(current.0, current.1));
+        let store = ConfigStore::from_parts(committed, self.validators, self.history);
+        lock(&store.shared.writer).persister = Some(persister);
+        Ok((store, recovered))
+    }
+
+    /// The file's version and value, validated; `None` when it is missing.
+    fn load_file(
+        &self,
+        persister: &Persister<T>,
+        path: &Path,
+    ) -> Result<Option<(Version, T)>, OpenError> {
+        match fs::metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(OpenError::Persist(PersistError::io(path, "read", e))),
+            Ok(_) => {}
+        }
+        let (version, value) = persister.read(path).map_err(OpenError::Persist)?;
+        validate_with(&self.validators, &value).map_err(|error| OpenError::Invalid {
+            path: path.to_owned(),
+            error,
+        })?;
+        Ok(Some((version, value)))
+    }
+
+    /// The main file is bad: take the backup, set the bad file aside as
+    /// `NAME.corrupt`, and write the backup's contents as the main file.
+    fn recover(
+        &self,
+        persister: &mut Persister<T>,
+        error: OpenError,
+    ) -> Result<((Version, T), OpenError), OpenError> {
+        let backup = persister.backup_path();
+        let Ok(Some((version, value))) = self.load_file(persister, &backup) else {
+            return Err(error);
+        };
+        let aside = sibling(&persister.dir, &persister.name, ".corrupt");
+        fs::rename(&persister.path, &aside).map_err(|e| {
+            OpenError::Persist(PersistError::io(&aside, "set the bad file aside", e))
+        })?;
+        persister.main_is_good = false;
+        persister
+            .write(&value, version)
+            .map_err(OpenError::Persist)?;
+        Ok(((version, value), error))
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
+    /// Opens the configuration file at `path`, or creates it from `default`
+    /// (as version 1) when it is missing. Every later commit is written to
+    /// it crash-safely before readers see it (see `docs/config.md`), and
+    /// the previous file is kept as `NAME.bak`. Stale temp files from a
+    /// crashed writer are removed. JSON, or TOML for a `.toml` path with
+    /// feature `toml`.
+    ///
+    /// # Errors
+    /// [`OpenError::Persist`] when the file cannot be read or does not
+    /// parse (naming the file, line, column and field), and
+    /// [`OpenError::Invalid`] when a validator refuses it. The file is left
+    /// untouched.
+    ///
+    /// # Examples
+    /// ```
+    /// use unlocked::config::ConfigStore;
+    ///
+    /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// struct App { greeting: String }
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("app.json");
+    /// let store = ConfigStore::open(&path, App { greeting: "hi".into() }).unwrap();
+    /// store.update(|a| -> Result<(), ()> { a.greeting = "hello".into(); Ok(()) }).unwrap();
+    /// drop(store);
+    ///
+    /// let again = ConfigStore::open(&path, App { greeting: "unused".into() }).unwrap();
+    /// assert_eq!(again.load().greeting, "hello");
+    /// assert_eq!(again.load().version().get(), 2);
+    /// ```
+    pub fn open(path: impl AsRef<Path>, default: T) -> Result<Self, OpenError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        Self::builder(default).open(path)
+    }
+
+    /// Like [`open`](Self::open), but when the file is corrupt or invalid,
+    /// falls back to the backup `NAME.bak`: the bad file is set aside as
+    /// `NAME.corrupt` and the backup's contents become the file. Returns
+    /// the error that made it fall back, if any.
+    ///
+    /// # Errors
+    /// The file's error when the backup is missing or bad too.
+    ///
+    /// # Examples
+    /// ```
+    /// use unlocked::config::ConfigStore;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("n.json");
+    /// let store = ConfigStore::open(&path, 1u32).unwrap();
+    /// store.update(|n| -> Result<(), ()> { *n = 2; Ok(()) }).unwrap();
+    /// drop(store);
+    /// std::fs::write(&path, "{ not json").unwrap();
+    ///
+    /// let (store, why) = ConfigStore::open_or_recover(&path, 0u32).unwrap();
+    /// assert!(why.is_some());
+    /// assert_eq!(*store.load(), 1); // the backup: the version before the last
+    /// ```
+    pub fn open_or_recover(
+        path: impl AsRef<Path>,
+        default: T,
+    ) -> Result<(Self, Option<OpenError>), OpenError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        Self::builder(default).open_or_recover(path)
+    }
+
+    /// Rereads the file after an outside edit: the validators check it
+    /// first, and only a valid file is committed, as the next version (the
+    /// file is rewritten with that version). An invalid file changes
+    /// nothing in memory and is left as it is.
+    ///
+    /// # Errors
+    /// [`UpdateError::Persist`] when the file cannot be read or parsed, or
+    /// when the store has no file; [`UpdateError::Invalid`] when a
+    /// validator refuses it.
+    ///
+    /// # Examples
+    /// ```
+    /// use unlocked::config::ConfigStore;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("n.json");
+    /// let store = ConfigStore::open(&path, 1u32).unwrap();
+    /// std::fs::write(&path, r#"{"version": 1, "config": 7}"#).unwrap();
+    /// let v = store.reload().unwrap();
+    /// assert_eq!((*store.load(), v.get()), (7, 2));
+    ///
+    /// std::fs::write(&path, r#"{"version": 1, "config": "seven"}"#).unwrap();
+    /// assert!(store.reload().is_err());
+    /// assert_eq!(*store.load(), 7);
+    /// ```
+    pub fn reload(&self) -> Result<Version, UpdateError<std::convert::Infallible>> {
+        let mut writer = lock(&self.shared.writer);
+        let Some(persister) = writer.persister.as_mut() else {
+            return Err(UpdateError::Persist(PersistError::other(
+                PersistErrorKind::NotPersistent,
+                Path::new("(no file)"),
+                "this store has no file to reload: make it with `ConfigStore::open`".into(),
+            )));
+        };
+        let path = persister.path().to_owned();
+        let (_, value) = persister.read(&path).map_err(|e| {
+            persister.main_is_good = false;
+            UpdateError::Persist(e)
+        })?;
+        if let Err(e) = self.shared.validate(&value) {
+            persister.main_is_good = false;
+            return Err(UpdateError::Invalid(e));
+        }
+        let version = writer.current.version().next();
+        let persister = writer.persister.as_mut().expect("checked above");
+        persister.main_is_good = true;
+        persister
+            .write(&value, version)
+            .map_err(UpdateError::Persist)?;
+        let committed = Arc::new(Committed::new(version, value));
+        let callbacks = self.shared.publish(&mut writer, Arc::clone(&committed));
+        drop(writer);
+        self.shared.notify(committed, callbacks);
+        Ok(version)
+    }
+}

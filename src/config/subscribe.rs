@@ -1,0 +1,230 @@
+//! Waiting for a newer version: [`Subscription`], and change callbacks.
+//!
+//! The protocol is the Dekker pattern of `queue/waiters.rs`, with the
+//! store's `published` version as the condition:
+//!
+//! - writer: store the new value in the cell, store its version in
+//!   `published` (`SeqCst`), then notify the event (event-listener's
+//!   `notify` begins with a `SeqCst` fence);
+//! - subscriber: load `published` (`SeqCst`); if it is not newer than
+//!   what it has seen, create a listener (which is registered with a
+//!   `SeqCst` fence), load `published` again, and only then sleep.
+//!
+//! Either the writer's store comes before the subscriber's second load in
+//! the total order of `SeqCst` operations (the subscriber sees the new
+//! version and does not sleep) or the listener was registered before the
+//! writer's notification (which then wakes it). The value itself is read
+//! from the cell after `published`: the cell was written first, so the
+//! subscriber gets that version or a newer one, never an older one.
+//!
+//! Only the latest value is kept: a slow subscriber costs the writer
+//! nothing and holds no queue, it simply skips the versions it missed.
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use event_listener::Listener;
+
+use super::{Committed, Shared, Snapshot, Version};
+use crate::sync::Ordering::SeqCst;
+
+/// A change callback as stored.
+pub(crate) type Callback<T> = Arc<dyn Fn(&Snapshot<T>) + Send + Sync>;
+
+/// Names a callback registered with
+/// [`ConfigStore::on_change`](super::ConfigStore::on_change).
+///
+/// # Examples
+/// ```
+/// let store = unlocked::config::ConfigStore::new(());
+/// let a = store.on_change(|_| {});
+/// let b = store.on_change(|_| {});
+/// assert_ne!(a, b);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallbackId(pub(crate) u64);
+
+/// Waits for versions newer than the last one it returned, from
+/// [`ConfigStore::subscribe`](super::ConfigStore::subscribe).
+///
+/// Each call returns the latest committed value, skipping any versions
+/// committed in between: a subscriber that falls behind never slows a
+/// writer and never holds more than one value. A new subscription has
+/// already seen the version current when it was made.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use std::thread;
+/// use std::time::Duration;
+/// use unlocked::config::ConfigStore;
+///
+/// let store = Arc::new(ConfigStore::new(0u32));
+/// let mut sub = store.subscribe();
+/// let watcher = thread::spawn(move || {
+///     let mut last = 0;
+///     while last < 3 {
+///         last = *sub.changed_timeout(Duration::from_secs(10)).expect("a commit");
+///     }
+///     last
+/// });
+/// for i in 1..=3 {
+///     store.update(|n| -> Result<(), ()> { *n = i; Ok(()) }).unwrap();
+/// }
+/// assert_eq!(watcher.join().unwrap(), 3);
+/// ```
+pub struct Subscription<T> {
+    shared: Arc<Shared<T>>,
+    seen: Version,
+}
+
+impl<T> Subscription<T> {
+    pub(crate) fn new(shared: Arc<Shared<T>>) -> Self {
+        let seen = shared.cell.load().version();
+        Self { shared, seen }
+    }
+
+    /// The last version this subscription returned (or that was current
+    /// when it was made).
+    ///
+    /// # Examples
+    /// ```
+    /// let store = unlocked::config::ConfigStore::new(0);
+    /// assert_eq!(store.subscribe().seen().get(), 1);
+    /// ```
+    pub fn seen(&self) -> Version {
+        self.seen
+    }
+
+    /// The latest value if it is newer than the last one returned;
+    /// never waits.
+    ///
+    /// # Examples
+    /// ```
+    /// let store = unlocked::config::ConfigStore::new(0);
+    /// let mut sub = store.subscribe();
+    /// assert!(sub.try_changed().is_none());
+    /// store.update(|n| -> Result<(), ()> { *n = 9; Ok(()) }).unwrap();
+    /// assert_eq!(*sub.try_changed().unwrap(), 9);
+    /// assert!(sub.try_changed().is_none());
+    /// ```
+    pub fn try_changed(&mut self) -> Option<Snapshot<T>> {
+        // SeqCst: the subscriber half of the protocol in the module docs.
+        if self.shared.published.load(SeqCst) <= self.seen.get() {
+            return None;
+        }
+        let snapshot = Snapshot::from_protected(self.shared.cell.load());
+        debug_assert!(snapshot.version() > self.seen, "the cell went backwards");
+        self.seen = snapshot.version();
+        Some(snapshot)
+    }
+
+    fn closed(&self) -> bool {
+        // SeqCst: ordered with the listener registration like `published`.
+        self.shared.closed.load(SeqCst)
+    }
+
+    /// Waits up to `timeout` for a newer version and returns the latest.
+    /// `None` on timeout, or once the store is dropped.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let store = unlocked::config::ConfigStore::new(0);
+    /// let mut sub = store.subscribe();
+    /// assert!(sub.changed_timeout(Duration::from_millis(1)).is_none());
+    /// ```
+    pub fn changed_timeout(&mut self, timeout: Duration) -> Option<Snapshot<T>> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some(s) = self.try_changed() {
+                return Some(s);
+            }
+            if self.closed() {
+                return None;
+            }
+            let listener = self.shared.event.listen();
+            if let Some(s) = self.try_changed() {
+                return Some(s);
+            }
+            if self.closed() {
+                return None;
+            }
+            match deadline {
+                Some(deadline) => {
+                    if listener.wait_deadline(deadline).is_none() {
+                        return self.try_changed();
+                    }
+                }
+                None => listener.wait(),
+            }
+        }
+    }
+
+    /// Waits, on any executor, for a newer version and returns the latest;
+    /// `None` once the store is dropped. Cancel-safe: dropping the future
+    /// loses nothing (the version is still there for the next call).
+    ///
+    /// # Examples
+    /// ```
+    /// let store = unlocked::config::ConfigStore::new(0);
+    /// let mut sub = store.subscribe();
+    /// store.update(|n| -> Result<(), ()> { *n = 4; Ok(()) }).unwrap();
+    /// let snap = pollster::block_on(sub.changed()).unwrap();
+    /// assert_eq!(*snap, 4);
+    /// ```
+    pub async fn changed(&mut self) -> Option<Snapshot<T>> {
+        loop {
+            if let Some(s) = self.try_changed() {
+                return Some(s);
+            }
+            if self.closed() {
+                return None;
+            }
+            let listener = self.shared.event.listen();
+            if let Some(s) = self.try_changed() {
+                return Some(s);
+            }
+            if self.closed() {
+                return None;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl<T> fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Shared<T> {
+    /// After a commit, outside the writer lock: wakes subscribers and runs
+    /// callbacks, each one isolated from the others' panics.
+    pub(super) fn notify(&self, committed: Arc<Committed<T>>, callbacks: Vec<Callback<T>>) {
+        self.event.notify(usize::MAX);
+        if callbacks.is_empty() {
+            return;
+        }
+        let snapshot = Snapshot::from_arc(committed);
+        for callback in callbacks {
+            // A panicking callback must not stop the others or fail the
+            // commit, which has already happened. The panic hook still
+            // reports it.
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| callback(&snapshot)));
+        }
+    }
+
+    /// The store is gone: subscribers stop waiting.
+    pub(super) fn close(&self) {
+        // SeqCst: like `published`, seen by the subscriber's second check
+        // or followed by a notification its listener receives.
+        self.closed.store(true, SeqCst);
+        self.event.notify(usize::MAX);
+    }
+}

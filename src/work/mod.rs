@@ -1,0 +1,781 @@
+//! [`WorkQueue`]: a lock-free job queue with ids, statuses, leases, retries
+//! and dead letters; the replacement for the seeds' reentrant-lock
+//! `MemoryQueue`.
+//!
+//! - Each item is an `Arc` holding immutable data and one atomic state word
+//!   (status, attempts, claim sequence). Every status change is one
+//!   compare-and-swap on that word, so two workers can never both settle an
+//!   item, and a worker whose lease ran out and whose item was claimed again
+//!   is refused with [`WorkError::StaleClaim`].
+//! - Pending order is the crate's own lock-free
+//!   [`UnboundedQueue`] of items; entries whose item
+//!   is no longer pending (removed, or settled by an expired claim) are
+//!   skipped when popped.
+//! - Ids find items through a segmented slot table that grows without a
+//!   resize or a lock (`table.rs`); removed items are freed through
+//!   epoch-based reclamation.
+//!
+//! No path takes a lock, and no operation waits for another thread's
+//! operation to finish. `docs/work.md` has the state machine, the memory
+//! orderings and the migration guide from `MemoryQueue`.
+
+mod builder;
+mod error;
+mod item;
+mod table;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use builder::{WorkQueueBuilder, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS};
+pub use error::{BuildError, QueueFull, WorkError};
+pub use item::{Claim, ItemId, ItemSnapshot, ItemStatus, StatusCounts, MAX_ATTEMPTS};
+
+use crate::clock::Clock;
+use crate::queue::waiters::{Source, Waiters};
+use crate::queue::UnboundedQueue;
+use crate::sync::epoch;
+use crate::sync::{
+    AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering::Acquire, Ordering::Relaxed,
+    Ordering::Release,
+};
+use item::{raw, Item, State};
+use table::Table;
+
+/// The reason recorded when [`WorkQueue::reap_expired`] takes an item back.
+pub const LEASE_EXPIRED: &str = "lease expired";
+
+/// A lock-free work queue: producers [`add`](Self::add) items, workers
+/// [`claim`](Self::claim) them under a lease and settle them with
+/// [`complete`](Self::complete), [`fail`](Self::fail) or
+/// [`release`](Self::release).
+///
+/// # Semantics
+/// - `max_size` counts every stored item, whatever its status, until it is
+///   [`remove`](Self::remove)d; [`add`](Self::add) past it hands the value
+///   back in [`QueueFull`].
+/// - A claim holds its item for the lease. [`reap_expired`](Self::reap_expired)
+///   returns items whose lease ran out to pending and counts the attempt;
+///   at `max_attempts` the item becomes a dead letter (status
+///   [`Failed`](ItemStatus::Failed), with its last reason) until removed.
+/// - A claim whose lease ran out may still settle its item as long as
+///   nobody claimed it again; once someone has, it gets
+///   [`WorkError::StaleClaim`]. A claim settles its item once.
+/// - [`release`](Self::release) puts the item back at the tail of the
+///   pending order without counting an attempt.
+///
+/// # Order
+/// Items come out of [`claim`](Self::claim) in the order they became
+/// pending: from one producer, in the order added; across producers, in the
+/// order of their `add`s' linearization points (an `add` that returned
+/// before another began is claimed first). Retried, released and reaped
+/// items join the tail.
+///
+/// # Progress
+/// Lock-free: no operation takes a lock or waits for another thread's
+/// operation. A thread stalled inside `fail`, `release` or `reap_expired`
+/// between an item's state change and its re-queuing delays only that item.
+///
+/// # Concurrent calls
+/// [`len`](Self::len), [`counts`](Self::counts) and
+/// [`snapshot`](Self::snapshot) are exact whenever no operation is in
+/// flight; during concurrent operations they are weakly consistent (each
+/// item is read at some moment during the call). An item's `last_error`
+/// is written just after its status changes, so a concurrent reader may see
+/// the new status with the previous reason for a moment.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use std::thread;
+/// use unlocked::WorkQueue;
+///
+/// let q = Arc::new(WorkQueue::new());
+/// for job in 0..100u64 {
+///     q.add(job).unwrap();
+/// }
+/// let workers: Vec<_> = (0..2)
+///     .map(|_| {
+///         let q = Arc::clone(&q);
+///         thread::spawn(move || {
+///             let mut sum = 0;
+///             while let Some(claim) = q.claim() {
+///                 sum += *claim.data();
+///                 q.complete(&claim).unwrap();
+///             }
+///             sum
+///         })
+///     })
+///     .collect();
+/// let total: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+/// assert_eq!(total, (0..100).sum());
+/// assert_eq!(q.counts().completed, 100);
+/// ```
+pub struct WorkQueue<T> {
+    table: Table<T>,
+    pending: UnboundedQueue<Arc<Item<T>>>,
+    /// Items added so far; each add's number orders `snapshot`.
+    added: CachePadded<AtomicU64>,
+    /// Items removed so far (unbounded queues: `len` is the difference).
+    removed: CachePadded<AtomicU64>,
+    /// Bounded queues: stored items, reserved before insert and released
+    /// after unlink, so that it never undercounts: the bound is strict.
+    reserved: CachePadded<AtomicUsize>,
+    max_size: Option<usize>,
+    max_attempts: u32,
+    lease: Duration,
+    clock: Arc<dyn Clock>,
+    closed: AtomicBool,
+    waiters: Waiters,
+}
+
+impl<T> Default for WorkQueue<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> WorkQueue<T> {
+    /// An unbounded queue with a [`DEFAULT_LEASE`] lease,
+    /// [`DEFAULT_MAX_ATTEMPTS`] attempts and the system clock.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = unlocked::WorkQueue::<String>::new();
+    /// assert!(q.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::from_builder(WorkQueueBuilder::new())
+    }
+
+    /// Settings beyond the defaults; see [`WorkQueueBuilder`].
+    ///
+    /// # Examples
+    /// ```
+    /// let q = unlocked::WorkQueue::<u32>::builder().max_size(100).build().unwrap();
+    /// assert_eq!(q.max_size(), Some(100));
+    /// ```
+    pub fn builder() -> WorkQueueBuilder<T> {
+        WorkQueueBuilder::new()
+    }
+
+    pub(crate) fn from_builder(b: WorkQueueBuilder<T>) -> Self {
+        WorkQueue {
+            table: Table::new(),
+            pending: UnboundedQueue::with_segment_capacity(if cfg!(unlocked_loom) {
+                2
+            } else {
+                256
+            }),
+            added: CachePadded::new(AtomicU64::new(0)),
+            removed: CachePadded::new(AtomicU64::new(0)),
+            reserved: CachePadded::new(AtomicUsize::new(0)),
+            max_size: b.max_size,
+            max_attempts: b.max_attempts,
+            lease: b.lease,
+            clock: b.clock,
+            closed: AtomicBool::new(false),
+            waiters: Waiters::default(),
+        }
+    }
+
+    /// The `max_size` setting (`None`: unbounded).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(unlocked::WorkQueue::<u8>::new().max_size(), None);
+    /// ```
+    pub fn max_size(&self) -> Option<usize> {
+        self.max_size
+    }
+
+    /// The `max_attempts` setting.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(unlocked::WorkQueue::<u8>::new().max_attempts(), unlocked::work::DEFAULT_MAX_ATTEMPTS);
+    /// ```
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The lease each claim gets.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(unlocked::WorkQueue::<u8>::new().lease(), unlocked::work::DEFAULT_LEASE);
+    /// ```
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Adds an item at the tail of the pending order and returns its id.
+    ///
+    /// # Errors
+    /// [`QueueFull`] with the value inside when `max_size` items are stored.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = unlocked::WorkQueue::new();
+    /// let id = q.add("send email").unwrap();
+    /// assert_eq!(*q.get(id).unwrap().data(), "send email");
+    /// ```
+    pub fn add(&self, data: T) -> Result<ItemId, QueueFull<T>> {
+        if !self.reserve() {
+            return Err(QueueFull(data));
+        }
+        // Relaxed: a number for `snapshot`'s order, published with the item.
+        let seq = self.added.fetch_add(1, Relaxed);
+        let item = self.table.insert(|id| Arc::new(Item::new(id, data, seq)));
+        let id = item.id;
+        self.enqueue(item);
+        Ok(id)
+    }
+
+    /// Bounded queues: counts one more stored item, unless that would pass
+    /// `max_size`. Unbounded queues count nothing here.
+    fn reserve(&self) -> bool {
+        match self.max_size {
+            None => true,
+            // Relaxed: the count guards no data, only the bound; a reserve
+            // and the release after an unlink are both read-modify-writes,
+            // so the count itself is exact.
+            Some(max) => self
+                .reserved
+                .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+                .is_ok(),
+        }
+    }
+
+    /// Puts a pending item at the tail and wakes one waiting worker.
+    fn enqueue(&self, item: Arc<Item<T>>) {
+        if self.pending.push(item).is_err() {
+            unreachable!("the pending order is never closed");
+        }
+        // The push is a SeqCst publish, as the waiter protocol requires.
+        self.waiters.notify_one();
+    }
+
+    /// Claims the oldest pending item: it becomes processing, under a lease
+    /// from now. `None` if nothing is pending. Never blocks.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = unlocked::WorkQueue::new();
+    /// assert!(q.claim().is_none());
+    /// q.add(1).unwrap();
+    /// q.add(2).unwrap();
+    /// assert_eq!(*q.claim().unwrap().data(), 1);
+    /// ```
+    pub fn claim(&self) -> Option<Claim<T>> {
+        while let Some(item) = self.pending.pop() {
+            if let Some(claim) = self.try_claim(item) {
+                return Some(claim);
+            }
+        }
+        None
+    }
+
+    /// Claims `item` if it is still pending (an entry may be stale).
+    fn try_claim(&self, item: Arc<Item<T>>) -> Option<Claim<T>> {
+        let deadline = self.now().saturating_add(self.lease_nanos());
+        let mut state = item.state();
+        loop {
+            if !matches!(state.status(), raw::PENDING | raw::PENDING_EXPIRED) {
+                return None;
+            }
+            // Relaxed: the CAS below (Release) publishes it with the new
+            // state. `fetch_max`, not a store: a would-be claimer that lost
+            // the race can only lengthen the winner's lease, never shorten
+            // it with an older reading of the clock.
+            let previous = item.deadline.fetch_max(deadline, Relaxed);
+            let attempts = state.attempts() + 1;
+            let new = State::new(raw::PROCESSING, attempts, state.seq().wrapping_add(1));
+            match item.cas(state, new) {
+                Ok(()) => {
+                    return Some(Claim {
+                        item,
+                        seq: new.seq(),
+                        attempts,
+                        deadline: Duration::from_nanos(previous.max(deadline)),
+                    })
+                }
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    fn lease_nanos(&self) -> u64 {
+        u64::try_from(self.lease.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Waits up to `timeout` for a pending item, sleeping (not spinning).
+    /// `None` on timeout, or once the queue is [`close`](Self::close)d and
+    /// nothing is pending.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = unlocked::WorkQueue::new();
+    /// q.add(5).unwrap();
+    /// assert_eq!(*q.claim_timeout(Duration::from_secs(1)).unwrap().data(), 5);
+    /// assert!(q.claim_timeout(Duration::from_millis(1)).is_none());
+    /// ```
+    pub fn claim_timeout(&self, timeout: Duration) -> Option<Claim<T>> {
+        self.waiters.pop_timeout(self, timeout)
+    }
+
+    /// Waits for a pending item on any async executor; `None` once the
+    /// queue is closed and nothing is pending. Dropping the future loses
+    /// nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = unlocked::WorkQueue::new();
+    /// q.add("job").unwrap();
+    /// let claim = pollster::block_on(q.claim_async()).unwrap();
+    /// assert_eq!(*claim.data(), "job");
+    /// ```
+    pub fn claim_async(&self) -> impl Future<Output = Option<Claim<T>>> + '_ {
+        self.waiters.pop_async(self)
+    }
+
+    /// Tells waiting workers to stop: every [`claim_timeout`](Self::claim_timeout)
+    /// and [`claim_async`](Self::claim_async) wakes, takes what is still
+    /// pending, then returns `None` instead of waiting. Everything else
+    /// (including `add` and `claim`) keeps working: closing is a shutdown
+    /// signal for workers, not a barrier for producers.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let q = unlocked::WorkQueue::<u8>::new();
+    /// q.close();
+    /// assert!(q.is_closed());
+    /// assert!(q.claim_timeout(Duration::from_secs(60)).is_none());
+    /// ```
+    pub fn close(&self) {
+        // Release: pairs with the Acquire in `is_closed`.
+        self.closed.store(true, Release);
+        self.waiters.notify_all();
+    }
+
+    /// `true` once [`close`](Self::close) has been called.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!unlocked::WorkQueue::<u8>::new().is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release in `close`.
+        self.closed.load(Acquire)
+    }
+
+    /// Marks the claimed item completed.
+    ///
+    /// # Errors
+    /// [`WorkError::StaleClaim`] if the lease ran out and the item was
+    /// claimed again; [`WorkError::AlreadyFinished`] if this claim already
+    /// settled it; [`WorkError::Removed`] if it was removed.
+    ///
+    /// # Examples
+    /// ```
+    /// use unlocked::{ItemStatus, WorkQueue};
+    /// let q = WorkQueue::new();
+    /// let id = q.add(1).unwrap();
+    /// let claim = q.claim().unwrap();
+    /// q.complete(&claim).unwrap();
+    /// assert_eq!(q.get(id).unwrap().status(), ItemStatus::Completed);
+    /// ```
+    pub fn complete(&self, claim: &Claim<T>) -> Result<(), WorkError> {
+        self.settle(claim, |s| s.with(raw::COMPLETED, s.attempts()))
+            .map(|_| ())
+    }
+
+    /// Records a failed attempt with its `reason`. The item goes back to
+    /// the tail of the pending order, or, if this was attempt number
+    /// `max_attempts`, becomes a dead letter. Returns the new status.
+    ///
+    /// # Errors
+    /// As for [`complete`](Self::complete).
+    ///
+    /// # Examples
+    /// ```
+    /// use unlocked::{ItemStatus, WorkQueue};
+    /// let q = WorkQueue::builder().max_attempts(2).build().unwrap();
+    /// q.add("flaky").unwrap();
+    /// let c = q.claim().unwrap();
+    /// assert_eq!(q.fail(&c, "timeout"), Ok(ItemStatus::Pending));
+    /// let c = q.claim().unwrap();
+    /// assert_eq!(q.fail(&c, "timeout again"), Ok(ItemStatus::Failed));
+    /// ```
+    pub fn fail(
+        &self,
+        claim: &Claim<T>,
+        reason: impl Into<Arc<str>>,
+    ) -> Result<ItemStatus, WorkError> {
+        let max = self.max_attempts;
+        let old = self.settle(claim, |s| match s.status() {
+            raw::PROCESSING if s.attempts() >= max => s.with(raw::FAILED, s.attempts()),
+            raw::PROCESSING | raw::PENDING_EXPIRED => s.with(raw::PENDING, s.attempts()),
+            _ => s.with(raw::FAILED, s.attempts()),
+        })?;
+        claim.item.set_last_error(claim.seq, reason.into());
+        let retry = old.status() == raw::PROCESSING && old.attempts() < max;
+        if retry {
+            self.enqueue(Arc::clone(&claim.item));
+        }
+        let pending = retry || old.status() == raw::PENDING_EXPIRED;
+        Ok(if pending {
+            ItemStatus::Pending
+        } else {
+            ItemStatus::Failed
+        })
+    }
+
+    /// Gives the claimed item back, to the tail of the pending order,
+    /// without counting an attempt (after an expired lease, the attempt
+    /// already counted and stays counted).
+    ///
+    /// # Errors
+    /// As for [`complete`](Self::complete).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = unlocked::WorkQueue::new();
+    /// q.add(1).unwrap();
+    /// let c = q.claim().unwrap();
+    /// q.release(&c).unwrap();
+    /// assert_eq!(q.claim().unwrap().attempts(), 1);
+    /// ```
+    pub fn release(&self, claim: &Claim<T>) -> Result<(), WorkError> {
+        let old = self.settle(claim, |s| match s.status() {
+            raw::PROCESSING => s.with(raw::PENDING, s.attempts() - 1),
+            raw::PENDING_EXPIRED => s.with(raw::PENDING, s.attempts()),
+            _ => s.with(raw::FAILED, s.attempts()),
+        })?;
+        if old.status() == raw::PROCESSING {
+            self.enqueue(Arc::clone(&claim.item));
+        }
+        Ok(())
+    }
+
+    /// Moves the claim's item to `next(state)` by compare-and-swap, if the
+    /// claim still holds it; returns the state it replaced.
+    fn settle(&self, claim: &Claim<T>, next: impl Fn(State) -> State) -> Result<State, WorkError> {
+        let item = &claim.item;
+        let mut state = item.state();
+        loop {
+            if state.status() == raw::REMOVED {
+                return Err(WorkError::Removed);
+            }
+            if state.seq() != claim.seq {
+                return Err(WorkError::StaleClaim);
+            }
+            if !matches!(
+                state.status(),
+                raw::PROCESSING | raw::PENDING_EXPIRED | raw::FAILED_EXPIRED
+            ) {
+                return Err(WorkError::AlreadyFinished);
+            }
+            match item.cas(state, next(state)) {
+                Ok(()) => return Ok(state),
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Takes back every item whose lease has run out: it counts the
+    /// attempt, records [`LEASE_EXPIRED`] as the reason, and puts the item
+    /// back to pending, or makes it a dead letter at `max_attempts`.
+    /// Returns how many items it took back. Call it periodically (a job
+    /// that kills its worker can then never loop forever). The items one
+    /// call takes back join the tail of the pending order in slot order
+    /// (unspecified, but deterministic for one history).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use unlocked::{ManualClock, WorkQueue};
+    ///
+    /// let clock = ManualClock::new();
+    /// let q = WorkQueue::builder().lease(Duration::from_secs(10)).clock(clock.clone()).build().unwrap();
+    /// q.add("job").unwrap();
+    /// let lost = q.claim().unwrap();
+    /// assert_eq!(q.reap_expired(), 0);
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(q.reap_expired(), 1);
+    /// let again = q.claim().unwrap();
+    /// assert_eq!(again.attempts(), 2);
+    /// assert!(q.complete(&lost).is_err()); // stale: someone else holds it
+    /// ```
+    pub fn reap_expired(&self) -> usize {
+        let now = self.now();
+        let guard = epoch::pin();
+        let mut reaped = 0;
+        self.table.for_each(&guard, |item, _| {
+            if self.reap_one(item, now) {
+                reaped += 1;
+            }
+        });
+        reaped
+    }
+
+    /// Takes `item` back if it is processing with a lease over at `now`.
+    fn reap_one(&self, item: &Arc<Item<T>>, now: u64) -> bool {
+        let mut state = item.state();
+        while state.status() == raw::PROCESSING {
+            // Relaxed: `state` was read with Acquire from (the release
+            // sequence of) the claiming CAS, which the claim's `fetch_max`
+            // precedes; so this reads that deadline or a later one.
+            if item.deadline.load(Relaxed) > now {
+                return false;
+            }
+            let dead = state.attempts() >= self.max_attempts;
+            let status = if dead {
+                raw::FAILED_EXPIRED
+            } else {
+                raw::PENDING_EXPIRED
+            };
+            match item.cas(state, state.with(status, state.attempts())) {
+                Ok(()) => {
+                    item.set_last_error(state.seq(), Arc::from(LEASE_EXPIRED));
+                    if !dead {
+                        self.enqueue(Arc::clone(item));
+                    }
+                    return true;
+                }
+                Err(actual) => state = actual,
+            }
+        }
+        false
+    }
+
+    /// The item stored under `id`, as it is now; `None` if there is none
+    /// (never added, or removed).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = unlocked::WorkQueue::new();
+    /// let id = q.add('x').unwrap();
+    /// assert_eq!(*q.get(id).unwrap().data(), 'x');
+    /// q.remove(id);
+    /// assert!(q.get(id).is_none());
+    /// ```
+    pub fn get(&self, id: ItemId) -> Option<ItemSnapshot<T>> {
+        let guard = epoch::pin();
+        let item = self.table.get(id, &guard)?;
+        let state = item.state();
+        ItemSnapshot::of(item, state, &guard)
+    }
+
+    /// Removes the item stored under `id`, whatever its status, and
+    /// returns it as it was; `None` if there is none. A claim on a removed
+    /// item gets [`WorkError::Removed`]. The item's data is dropped once
+    /// the last snapshot or claim sharing it is gone; a removed item that
+    /// was pending also stays behind its entry in the pending order until a
+    /// claim skips it (or the queue is dropped).
+    ///
+    /// # Examples
+    /// ```
+    /// use unlocked::{WorkError, WorkQueue};
+    /// let q = WorkQueue::new();
+    /// let id = q.add(1).unwrap();
+    /// let claim = q.claim().unwrap();
+    /// assert_eq!(*q.remove(id).unwrap().data(), 1);
+    /// assert_eq!(q.complete(&claim), Err(WorkError::Removed));
+    /// assert!(q.remove(id).is_none());
+    /// ```
+    pub fn remove(&self, id: ItemId) -> Option<ItemSnapshot<T>> {
+        let guard = epoch::pin();
+        let item = self.table.get(id, &guard)?;
+        let mut state = item.state();
+        loop {
+            if state.status() == raw::REMOVED {
+                return None;
+            }
+            match item.cas(state, state.with(raw::REMOVED, state.attempts())) {
+                Ok(()) => break,
+                Err(actual) => state = actual,
+            }
+        }
+        self.table.unlink(&item, &guard);
+        if self.max_size.is_some() {
+            // Relaxed: see `reserve`; the slot is already unlinked.
+            self.reserved.fetch_sub(1, Relaxed);
+        } else {
+            // Relaxed: a count read on its own (see `len`).
+            self.removed.fetch_add(1, Relaxed);
+        }
+        ItemSnapshot::of(item, state, &guard)
+    }
+
+    /// How many items are stored, whatever their status.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = unlocked::WorkQueue::new();
+    /// q.add(1).unwrap();
+    /// assert_eq!(q.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        match self.max_size {
+            // Relaxed: a count read on its own.
+            Some(_) => self.reserved.load(Relaxed),
+            None => {
+                // Relaxed: counts read on their own; during concurrent
+                // calls the difference is weakly consistent (never negative).
+                let removed = self.removed.load(Relaxed);
+                let added = self.added.load(Relaxed);
+                added.saturating_sub(removed) as usize
+            }
+        }
+    }
+
+    /// `true` if no item is stored.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(unlocked::WorkQueue::<u8>::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many stored items are in each status. Computed by a scan of the
+    /// stored items (O(stored items)), which keeps every other operation
+    /// free of shared counters; exact whenever no operation is in flight.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = unlocked::WorkQueue::new();
+    /// q.add(1).unwrap();
+    /// q.add(2).unwrap();
+    /// let c = q.claim().unwrap();
+    /// q.complete(&c).unwrap();
+    /// let counts = q.counts();
+    /// assert_eq!((counts.pending, counts.completed), (1, 1));
+    /// ```
+    pub fn counts(&self) -> StatusCounts {
+        let mut counts = StatusCounts::default();
+        let guard = epoch::pin();
+        self.table.for_each(&guard, |item, _| {
+            if let Some(status) = item.state().public() {
+                counts.add(status);
+            }
+        });
+        counts
+    }
+
+    /// Every stored item, each as it was when read, in the order they were
+    /// added (the order of their `add`s' numbering, which agrees with the
+    /// order of `add`s that did not overlap). The vector is owned: nothing in
+    /// the queue is held while the caller iterates.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = unlocked::WorkQueue::new();
+    /// q.add("a").unwrap();
+    /// q.add("b").unwrap();
+    /// let all: Vec<_> = q.snapshot().iter().map(|s| *s.data()).collect();
+    /// assert_eq!(all.len(), 2);
+    /// ```
+    pub fn snapshot(&self) -> Vec<ItemSnapshot<T>> {
+        let mut all = Vec::new();
+        let guard = epoch::pin();
+        self.table.for_each(&guard, |item, guard| {
+            if let Some(s) = ItemSnapshot::of(Arc::clone(item), item.state(), guard) {
+                all.push(s);
+            }
+        });
+        drop(guard);
+        all.sort_by_key(|s| s.item.seq);
+        all
+    }
+}
+
+impl<T> Source<Claim<T>> for WorkQueue<T> {
+    fn try_pop(&self) -> Option<Claim<T>> {
+        self.claim()
+    }
+
+    fn is_closed(&self) -> bool {
+        WorkQueue::is_closed(self)
+    }
+}
+
+impl<T> fmt::Debug for WorkQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkQueue")
+            .field("len", &self.len())
+            .field("max_size", &self.max_size)
+            .field("max_attempts", &self.max_attempts)
+            .field("lease", &self.lease)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    fn queue(max_attempts: u32) -> (WorkQueue<u32>, ManualClock) {
+        let clock = ManualClock::new();
+        let q = WorkQueue::builder()
+            .max_attempts(max_attempts)
+            .lease(Duration::from_secs(1))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        (q, clock)
+    }
+
+    #[test]
+    fn expired_claim_may_settle_until_reclaimed() {
+        let (q, clock) = queue(3);
+        let id = q.add(1).unwrap();
+        let c = q.claim().unwrap();
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(q.reap_expired(), 1);
+        assert_eq!(q.get(id).unwrap().status(), ItemStatus::Pending);
+        q.complete(&c).unwrap();
+        assert_eq!(q.get(id).unwrap().status(), ItemStatus::Completed);
+        // The stale pending entry is skipped.
+        assert!(q.claim().is_none());
+    }
+
+    #[test]
+    fn expired_dead_letter_can_still_be_completed_by_its_claim() {
+        let (q, clock) = queue(1);
+        let id = q.add(1).unwrap();
+        let c = q.claim().unwrap();
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(q.reap_expired(), 1);
+        let snap = q.get(id).unwrap();
+        assert_eq!(snap.status(), ItemStatus::Failed);
+        assert_eq!(snap.last_error().as_deref(), Some(LEASE_EXPIRED));
+        q.complete(&c).unwrap();
+        assert_eq!(q.counts().completed, 1);
+    }
+
+    #[test]
+    fn late_error_never_overwrites_a_newer_one() {
+        let (q, _clock) = queue(5);
+        let id = q.add(1).unwrap();
+        let c1 = q.claim().unwrap();
+        q.fail(&c1, "first").unwrap();
+        let c2 = q.claim().unwrap();
+        q.fail(&c2, "second").unwrap();
+        let item = q.table.get(id, &epoch::pin()).unwrap();
+        item.set_last_error(c1.seq, Arc::from("late first"));
+        assert_eq!(q.get(id).unwrap().last_error().as_deref(), Some("second"));
+    }
+}

@@ -1,0 +1,276 @@
+//! The sequential reference for `WorkQueue`: the seeds' `MemoryQueue`
+//! design ported to Rust (one `Mutex` around a `HashMap` of items and a
+//! `VecDeque` of pending ids), with the work queue's documented semantics
+//! (leases, attempts, dead letters, stale claims). Used as the oracle by
+//! `tests/work.rs`, `tests/shuttle_work.rs` and `fuzz/fuzz_targets/work_queue.rs`.
+//!
+//! It names nothing from `unlocked` except the public `Clock`,
+//! `ItemStatus`, `StatusCounts` and `WorkError` types, so a test can compare
+//! results directly.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use unlocked::{Clock, ItemStatus, StatusCounts, WorkError};
+
+/// The model's own statuses: as the public ones, plus "the last lease
+/// expired and nobody claimed since" (that claim may still settle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum St {
+    Pending { expired: bool },
+    Processing,
+    Completed,
+    Failed { expired: bool },
+}
+
+impl St {
+    fn public(self) -> ItemStatus {
+        match self {
+            St::Pending { .. } => ItemStatus::Pending,
+            St::Processing => ItemStatus::Processing,
+            St::Completed => ItemStatus::Completed,
+            St::Failed { .. } => ItemStatus::Failed,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct RefItem<T> {
+    data: T,
+    status: St,
+    attempts: u32,
+    seq: u32,
+    deadline: u64,
+    last_error: Option<Arc<str>>,
+}
+
+/// A claim in the model: the item id and which claim of it this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefClaim {
+    pub id: u64,
+    pub seq: u32,
+    pub attempts: u32,
+}
+
+/// What `get`/`remove` report: status, attempts, last error, data.
+pub type RefSnapshot<T> = (ItemStatus, u32, Option<Arc<str>>, T);
+
+struct Inner<T> {
+    items: HashMap<u64, RefItem<T>>,
+    order: VecDeque<u64>,
+    next_id: u64,
+}
+
+/// The reference work queue.
+pub struct RefWorkQueue<T, C> {
+    inner: Mutex<Inner<T>>,
+    max_size: Option<usize>,
+    max_attempts: u32,
+    lease: u64,
+    clock: C,
+}
+
+impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
+    pub fn new(max_size: Option<usize>, max_attempts: u32, lease_nanos: u64, clock: C) -> Self {
+        RefWorkQueue {
+            inner: Mutex::new(Inner {
+                items: HashMap::new(),
+                order: VecDeque::new(),
+                next_id: 0,
+            }),
+            max_size,
+            max_attempts,
+            lease: lease_nanos,
+            clock,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now().as_nanos() as u64
+    }
+
+    /// `Ok(model id)` or `Err(data)` when full.
+    pub fn add(&self, data: T) -> Result<u64, T> {
+        let mut g = self.inner.lock().unwrap();
+        if self.max_size.is_some_and(|m| g.items.len() >= m) {
+            return Err(data);
+        }
+        let id = g.next_id;
+        g.next_id += 1;
+        g.items.insert(
+            id,
+            RefItem {
+                data,
+                status: St::Pending { expired: false },
+                attempts: 0,
+                seq: 0,
+                deadline: 0,
+                last_error: None,
+            },
+        );
+        g.order.push_back(id);
+        Ok(id)
+    }
+
+    pub fn claim(&self) -> Option<(RefClaim, T)> {
+        let deadline = self.now().saturating_add(self.lease);
+        let mut g = self.inner.lock().unwrap();
+        while let Some(id) = g.order.pop_front() {
+            let Some(item) = g.items.get_mut(&id) else {
+                continue;
+            };
+            if !matches!(item.status, St::Pending { .. }) {
+                continue;
+            }
+            item.status = St::Processing;
+            item.attempts += 1;
+            item.seq = item.seq.wrapping_add(1);
+            item.deadline = item.deadline.max(deadline);
+            return Some((
+                RefClaim {
+                    id,
+                    seq: item.seq,
+                    attempts: item.attempts,
+                },
+                item.data.clone(),
+            ));
+        }
+        None
+    }
+
+    /// Checks the claim; on success applies `next` and returns the old status.
+    fn settle(
+        &self,
+        claim: RefClaim,
+        next: impl FnOnce(&mut RefItem<T>, St),
+    ) -> Result<St, WorkError> {
+        let mut g = self.inner.lock().unwrap();
+        let inner = &mut *g;
+        let Some(item) = inner.items.get_mut(&claim.id) else {
+            return Err(WorkError::Removed);
+        };
+        if item.seq != claim.seq {
+            return Err(WorkError::StaleClaim);
+        }
+        let old = item.status;
+        match old {
+            St::Processing | St::Pending { expired: true } | St::Failed { expired: true } => {}
+            _ => return Err(WorkError::AlreadyFinished),
+        }
+        next(item, old);
+        if old == St::Processing && matches!(item.status, St::Pending { .. }) {
+            inner.order.push_back(claim.id);
+        }
+        Ok(old)
+    }
+
+    pub fn complete(&self, claim: RefClaim) -> Result<(), WorkError> {
+        self.settle(claim, |item, _| item.status = St::Completed)
+            .map(|_| ())
+    }
+
+    pub fn fail(&self, claim: RefClaim, reason: &str) -> Result<ItemStatus, WorkError> {
+        let max = self.max_attempts;
+        let reason: Arc<str> = Arc::from(reason);
+        let mut new = ItemStatus::Pending;
+        self.settle(claim, |item, old| {
+            item.status = match old {
+                St::Processing if item.attempts >= max => St::Failed { expired: false },
+                St::Processing | St::Pending { .. } => St::Pending { expired: false },
+                _ => St::Failed { expired: false },
+            };
+            item.last_error = Some(reason);
+            new = item.status.public();
+        })?;
+        Ok(new)
+    }
+
+    pub fn release(&self, claim: RefClaim) -> Result<(), WorkError> {
+        self.settle(claim, |item, old| match old {
+            St::Processing => {
+                item.status = St::Pending { expired: false };
+                item.attempts -= 1;
+            }
+            St::Pending { .. } => item.status = St::Pending { expired: false },
+            _ => item.status = St::Failed { expired: false },
+        })
+        .map(|_| ())
+    }
+
+    /// Expired leases back to pending (or dead), in id order.
+    pub fn reap_expired(&self) -> usize {
+        self.reap_expired_by(|id| id)
+    }
+
+    /// Expired leases back to pending (or dead), re-queued in the order of
+    /// `key(id)` (the lock-free queue re-queues in slot order).
+    pub fn reap_expired_by<K: Ord>(&self, key: impl Fn(u64) -> K) -> usize {
+        let now = self.now();
+        let mut g = self.inner.lock().unwrap();
+        let inner = &mut *g;
+        let mut ids: Vec<u64> = inner.items.keys().copied().collect();
+        ids.sort_by_key(|id| key(*id));
+        let mut n = 0;
+        for id in ids {
+            let item = inner.items.get_mut(&id).unwrap();
+            if item.status != St::Processing || item.deadline > now {
+                continue;
+            }
+            n += 1;
+            item.last_error = Some(Arc::from("lease expired"));
+            if item.attempts >= self.max_attempts {
+                item.status = St::Failed { expired: true };
+            } else {
+                item.status = St::Pending { expired: true };
+                inner.order.push_back(id);
+            }
+        }
+        n
+    }
+
+    pub fn get(&self, id: u64) -> Option<RefSnapshot<T>> {
+        let g = self.inner.lock().unwrap();
+        g.items.get(&id).map(|i| {
+            (
+                i.status.public(),
+                i.attempts,
+                i.last_error.clone(),
+                i.data.clone(),
+            )
+        })
+    }
+
+    pub fn remove(&self, id: u64) -> Option<RefSnapshot<T>> {
+        let mut g = self.inner.lock().unwrap();
+        g.items
+            .remove(&id)
+            .map(|i| (i.status.public(), i.attempts, i.last_error, i.data))
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap().items.len()
+    }
+
+    pub fn counts(&self) -> StatusCounts {
+        let g = self.inner.lock().unwrap();
+        let mut c = StatusCounts::default();
+        for i in g.items.values() {
+            match i.status.public() {
+                ItemStatus::Pending => c.pending += 1,
+                ItemStatus::Processing => c.processing += 1,
+                ItemStatus::Completed => c.completed += 1,
+                ItemStatus::Failed => c.failed += 1,
+            }
+        }
+        c
+    }
+
+    /// Stored ids in add order.
+    pub fn ids(&self) -> Vec<u64> {
+        let g = self.inner.lock().unwrap();
+        let mut ids: Vec<u64> = g.items.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+}

@@ -1,0 +1,568 @@
+//! Integration tests of `ConfigStore`: versions, rollback, validators,
+//! conflicts, readers, subscriptions, callbacks, history, drops, and (with
+//! feature `persist`) the file protocol and a SIGKILL crash test.
+//!
+//! ```text
+//! cargo test --test config                       # in-memory
+//! cargo test --features persist --test config    # plus persistence
+//! cargo test --release --features persist --test config -- --ignored   # stress
+//! ```
+//! The in-memory tests also run under miri (scaled down).
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use unlocked::config::{BuildError, ConfigStore, UpdateError, Version};
+
+/// Iterations, scaled down under miri.
+fn scaled(n: usize) -> usize {
+    if cfg!(miri) {
+        (n / 100).max(3)
+    } else {
+        n
+    }
+}
+
+fn set<T: Clone + Send + Sync + 'static>(store: &ConfigStore<T>, value: T) -> Version {
+    store
+        .update(move |v| -> Result<(), ()> {
+            *v = value;
+            Ok(())
+        })
+        .unwrap()
+}
+
+/// Two fields that every commit keeps equal: a torn read would show.
+#[derive(Clone, Debug, PartialEq)]
+struct Pair {
+    a: u64,
+    b: u64,
+}
+
+#[test]
+fn versions_start_at_one_and_add_one_per_commit() {
+    let store = ConfigStore::new(0u64);
+    assert_eq!(store.load().version(), Version::INITIAL);
+    for i in 1..=5u64 {
+        let v = set(&store, i);
+        assert_eq!(u64::from(v), i + 1);
+        assert_eq!(store.load().version(), v);
+        assert_eq!(*store.load(), i);
+    }
+}
+
+#[test]
+fn a_failing_closure_changes_nothing() {
+    let store = ConfigStore::new(vec![1, 2, 3]);
+    let err = store
+        .update(|v| {
+            v.push(4);
+            Err("changed my mind")
+        })
+        .unwrap_err();
+    assert!(matches!(err, UpdateError::Rejected("changed my mind")));
+    assert!(err.to_string().contains("changed my mind"));
+    assert_eq!(*store.load(), [1, 2, 3]);
+    assert_eq!(store.load().version(), Version::INITIAL);
+}
+
+#[test]
+fn validators_run_in_order_and_refuse() {
+    let store = ConfigStore::builder(10i32)
+        .validator(|n: &i32| if *n >= 0 { Ok(()) } else { Err("negative") })
+        .validator(|n: &i32| if *n <= 100 { Ok(()) } else { Err("over 100") })
+        .build()
+        .unwrap();
+    let err = store
+        .update(|n| -> Result<(), ()> {
+            *n = 1000;
+            Ok(())
+        })
+        .unwrap_err();
+    let UpdateError::Invalid(e) = err else {
+        panic!("expected Invalid, got {err:?}")
+    };
+    assert_eq!(e.validator(), 1);
+    assert!(e.to_string().contains("validator #1") && e.to_string().contains("over 100"));
+    assert_eq!(*store.load(), 10);
+    assert_eq!(set(&store, 50).get(), 2);
+}
+
+#[test]
+fn build_refuses_bad_settings_and_invalid_initial() {
+    let err = ConfigStore::builder(0).history(0).build().unwrap_err();
+    assert!(matches!(err, BuildError::ZeroHistory));
+    assert!(err.to_string().contains("at least 1"));
+    let err = ConfigStore::builder(-1)
+        .validator(|n: &i32| if *n >= 0 { Ok(()) } else { Err("negative") })
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::InvalidInitial(_)));
+    assert!(err.to_string().contains("negative"));
+}
+
+#[test]
+fn update_if_refuses_a_stale_version() {
+    let store = ConfigStore::new(0);
+    let seen = store.load().version();
+    set(&store, 1);
+    let err = store
+        .update_if(seen, |n| -> Result<(), ()> {
+            *n = 99;
+            Ok(())
+        })
+        .unwrap_err();
+    match err {
+        UpdateError::Conflict { expected, actual } => {
+            assert_eq!((expected.get(), actual.get()), (1, 2));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(*store.load(), 1);
+    let now = store.load().version();
+    assert_eq!(
+        store
+            .update_if(now, |n| -> Result<(), ()> {
+                *n = 2;
+                Ok(())
+            })
+            .unwrap()
+            .get(),
+        3
+    );
+}
+
+#[test]
+fn a_panicking_closure_leaves_the_store_usable() {
+    let store = Arc::new(ConfigStore::new(1));
+    let s = Arc::clone(&store);
+    let r = thread::spawn(move || {
+        s.update(|n| -> Result<(), ()> {
+            *n = 2;
+            panic!("boom");
+        })
+    })
+    .join();
+    assert!(r.is_err());
+    assert_eq!(*store.load(), 1);
+    assert_eq!(set(&store, 3).get(), 2);
+}
+
+#[test]
+fn snapshots_do_not_change_and_readers_are_never_stale() {
+    let store = ConfigStore::new(String::from("a"));
+    let mut reader = store.reader();
+    let old = store.load();
+    assert_eq!(reader.load().value(), "a");
+    set(&store, String::from("b"));
+    assert_eq!(&*old, "a");
+    assert_eq!(reader.load().value(), "b");
+    assert_eq!(reader.load().version().get(), 2);
+    let arc = store.load().into_arc();
+    set(&store, String::from("c"));
+    assert_eq!(arc.value(), "b");
+}
+
+#[test]
+fn subscription_has_seen_the_current_version_and_gets_only_the_latest() {
+    let store = ConfigStore::new(0);
+    set(&store, 1);
+    let mut sub = store.subscribe();
+    assert_eq!(sub.seen().get(), 2);
+    assert!(sub.try_changed().is_none());
+    assert!(sub.changed_timeout(Duration::from_millis(5)).is_none());
+    for i in 2..=4 {
+        set(&store, i);
+    }
+    let s = sub.changed_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!((*s, s.version().get()), (4, 5));
+    assert!(sub.try_changed().is_none());
+}
+
+#[test]
+fn subscriber_wakes_on_commit_from_another_thread() {
+    let store = Arc::new(ConfigStore::new(0u32));
+    let mut sub = store.subscribe();
+    let n = scaled(200) as u32;
+    let writer = {
+        let store = Arc::clone(&store);
+        thread::spawn(move || {
+            for i in 1..=n {
+                set(&store, i);
+            }
+        })
+    };
+    let mut last = 0;
+    while last < n {
+        let s = sub
+            .changed_timeout(Duration::from_secs(30))
+            .expect("the writer commits until n");
+        assert!(*s > last, "versions go forward");
+        last = *s;
+    }
+    writer.join().unwrap();
+}
+
+#[test]
+fn async_changed_and_closing() {
+    let store = ConfigStore::new(0);
+    let mut sub = store.subscribe();
+    set(&store, 7);
+    assert_eq!(*pollster::block_on(sub.changed()).unwrap(), 7);
+    drop(store);
+    assert!(pollster::block_on(sub.changed()).is_none());
+    assert!(sub.changed_timeout(Duration::from_secs(5)).is_none());
+}
+
+#[test]
+fn dropping_the_store_wakes_a_waiting_subscriber() {
+    let store = ConfigStore::new(0);
+    let mut sub = store.subscribe();
+    let waiter = thread::spawn(move || sub.changed_timeout(Duration::from_secs(60)));
+    thread::sleep(Duration::from_millis(10));
+    drop(store);
+    assert!(waiter.join().unwrap().is_none());
+}
+
+#[test]
+fn a_panicking_callback_is_isolated() {
+    let store = ConfigStore::new(0);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    store.on_change(|_| panic!("callback bug"));
+    let s = Arc::clone(&seen);
+    let id = store.on_change(move |snap| s.lock().unwrap().push(**snap));
+    assert_eq!(set(&store, 1).get(), 2);
+    assert_eq!(set(&store, 2).get(), 3);
+    assert_eq!(*seen.lock().unwrap(), [1, 2]);
+    assert!(store.remove_callback(id));
+    set(&store, 3);
+    assert_eq!(*seen.lock().unwrap(), [1, 2]);
+}
+
+#[test]
+fn a_callback_may_update_the_store() {
+    let store = Arc::new(ConfigStore::new(0));
+    let weak = Arc::downgrade(&store);
+    store.on_change(move |snap| {
+        if **snap == 1 {
+            let store = weak.upgrade().unwrap();
+            set(&store, 2);
+        }
+    });
+    set(&store, 1);
+    assert_eq!(*store.load(), 2);
+    assert_eq!(store.load().version().get(), 3);
+}
+
+#[test]
+fn history_keeps_the_last_versions_newest_first() {
+    let store = ConfigStore::builder(0).history(3).build().unwrap();
+    assert_eq!(store.history(10).len(), 1);
+    for i in 1..=5 {
+        set(&store, i);
+    }
+    let h = store.history(10);
+    let got: Vec<(i32, u64)> = h.iter().map(|s| (**s, s.version().get())).collect();
+    assert_eq!(got, [(5, 6), (4, 5), (3, 4)]);
+    assert!(h[0].committed_at() >= h[2].committed_at());
+    assert_eq!(store.history(1).len(), 1);
+}
+
+/// Counts live values.
+#[derive(Debug)]
+struct Counted {
+    n: u64,
+    live: Arc<AtomicUsize>,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.live.fetch_add(1, SeqCst);
+        Counted {
+            n: self.n,
+            live: Arc::clone(&self.live),
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, SeqCst);
+    }
+}
+
+#[test]
+fn every_value_is_dropped_exactly_once() {
+    let live = Arc::new(AtomicUsize::new(1));
+    let store = ConfigStore::builder(Counted {
+        n: 0,
+        live: Arc::clone(&live),
+    })
+    .history(2)
+    .build()
+    .unwrap();
+    let held = store.load();
+    let mut reader = store.reader();
+    let mut sub = store.subscribe();
+    for i in 1..=scaled(300) as u64 {
+        store
+            .update(|c| -> Result<(), ()> {
+                c.n = i;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(reader.load().n, i);
+        if i % 3 == 0 {
+            let _ = store.update(|_| Err(()));
+        }
+    }
+    let _ = sub.try_changed();
+    // Current + history (2, one of which is current) + the held snapshot
+    // of version 1 + the reader's cache (current).
+    assert_eq!(live.load(SeqCst), 3);
+    drop((held, reader, sub));
+    drop(store);
+    assert_eq!(live.load(SeqCst), 0);
+}
+
+#[test]
+fn concurrent_readers_see_whole_commits_in_order() {
+    let store = Arc::new(ConfigStore::new(Pair { a: 0, b: 0 }));
+    let commits = scaled(2000) as u64;
+    let readers = 3;
+    let start = Arc::new(Barrier::new(readers + 3));
+    let mut handles = Vec::new();
+    for r in 0..readers {
+        let store = Arc::clone(&store);
+        let start = Arc::clone(&start);
+        handles.push(thread::spawn(move || {
+            start.wait();
+            let mut reader = store.reader();
+            let mut last = 0;
+            loop {
+                let (a, b, v) = if r % 2 == 0 {
+                    let s = store.load();
+                    (s.a, s.b, s.version().get())
+                } else {
+                    let c = reader.load();
+                    (c.a, c.b, c.version().get())
+                };
+                assert_eq!(a, b, "torn read");
+                assert_eq!(v, a + 1, "value and version from one commit");
+                assert!(v >= last, "versions never go backwards");
+                last = v;
+                if a == 2 * commits {
+                    return;
+                }
+                thread::yield_now();
+            }
+        }));
+    }
+    for _ in 0..2 {
+        let store = Arc::clone(&store);
+        let start = Arc::clone(&start);
+        handles.push(thread::spawn(move || {
+            start.wait();
+            for _ in 0..commits {
+                store
+                    .update(|p| -> Result<(), ()> {
+                        p.a += 1;
+                        p.b += 1;
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+        }));
+    }
+    // Two writers each add 1 per commit: the last value is 2 * commits.
+    start.wait();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(store.load().version().get(), 2 * commits + 1);
+}
+
+/// Heavy churn of the swap path: many readers hold and drop snapshots while
+/// two writers commit; looks for the symptom of arc-swap's issue #210 (a
+/// guard showing a value no commit produced, or a version going back).
+#[test]
+#[ignore = "stress: run with --release -- --ignored"]
+fn stress_swap_path() {
+    let store = Arc::new(ConfigStore::new(Pair { a: 0, b: 0 }));
+    let commits = 200_000u64;
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let store = Arc::clone(&store);
+        let done = Arc::clone(&done);
+        handles.push(thread::spawn(move || {
+            let mut last = 0;
+            let mut held = Vec::new();
+            while done.load(SeqCst) < 2 {
+                let s = store.load();
+                assert_eq!(s.a, s.b);
+                assert_eq!(s.version().get(), s.a + 1);
+                assert!(s.version().get() >= last);
+                last = s.version().get();
+                held.push(s);
+                if held.len() > 12 {
+                    held.clear();
+                }
+            }
+        }));
+    }
+    for _ in 0..2 {
+        let store = Arc::clone(&store);
+        let done = Arc::clone(&done);
+        handles.push(thread::spawn(move || {
+            for _ in 0..commits {
+                store
+                    .update(|p| -> Result<(), ()> {
+                        p.a += 1;
+                        p.b += 1;
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            done.fetch_add(1, SeqCst);
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(store.load().a, 2 * commits);
+}
+
+#[test]
+fn store_handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+    assert_send_sync::<ConfigStore<String>>();
+    assert_send_sync::<unlocked::config::Snapshot<String>>();
+    assert_send::<unlocked::config::Reader<String>>();
+    assert_send::<unlocked::config::Subscription<String>>();
+}
+
+#[cfg(feature = "persist")]
+#[path = "config/persist.rs"]
+mod persist;
+
+/// The seeds' design as an oracle: a lock around the value and its
+/// version, with validation and a version check done by hand.
+struct RefStore {
+    inner: Mutex<(u64, Vec<u32>)>,
+}
+
+impl RefStore {
+    fn update_if(&self, expected: Option<u64>, push: u32) -> Result<u64, &'static str> {
+        let mut g = self.inner.lock().unwrap();
+        if expected.is_some_and(|e| e != g.0) {
+            return Err("conflict");
+        }
+        if push % 7 == 0 {
+            return Err("rejected");
+        }
+        if g.1.len() >= 8 {
+            return Err("invalid");
+        }
+        g.1.push(push);
+        g.0 += 1;
+        Ok(g.0)
+    }
+}
+
+/// Random update sequences (seeded) applied to the store and to the
+/// lock-based reference: every result and every read agrees.
+#[test]
+fn agrees_with_the_lock_based_reference() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..scaled(200) {
+        let store = ConfigStore::builder(Vec::<u32>::new())
+            .validator(|v: &Vec<u32>| {
+                if v.len() <= 8 {
+                    Ok(())
+                } else {
+                    Err("too long")
+                }
+            })
+            .build()
+            .unwrap();
+        let reference = RefStore {
+            inner: Mutex::new((1, Vec::new())),
+        };
+        for _ in 0..20 {
+            let push = (next() % 50) as u32;
+            let current = store.load().version().get();
+            let expected = match next() % 3 {
+                0 => None,
+                1 => Some(current),
+                _ => Some(current.saturating_sub(1).max(1)),
+            };
+            let f = |v: &mut Vec<u32>| {
+                if push % 7 == 0 {
+                    return Err("rejected");
+                }
+                v.push(push);
+                Ok(())
+            };
+            let got = match expected {
+                None => store.update(f),
+                Some(e) => store.update_if(Version::from(e), f),
+            };
+            let got = match got {
+                Ok(v) => Ok(v.get()),
+                Err(UpdateError::Conflict { .. }) => Err("conflict"),
+                Err(UpdateError::Rejected(e)) => Err(e),
+                Err(UpdateError::Invalid(_)) => Err("invalid"),
+                Err(other) => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(got, reference.update_if(expected, push));
+            let g = reference.inner.lock().unwrap();
+            let s = store.load();
+            assert_eq!((s.version().get(), &*s), (g.0, &g.1));
+        }
+    }
+}
+
+/// `changed().await` on a multi-threaded tokio runtime wakes for a commit
+/// made from a plain thread, and a dropped `changed()` future loses nothing.
+#[cfg(not(miri))]
+#[test]
+fn async_changed_on_tokio() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let store = Arc::new(ConfigStore::new(0u32));
+    let mut sub = store.subscribe();
+    rt.block_on(async {
+        // Cancelled before any commit: nothing is lost.
+        let timed_out = tokio::time::timeout(Duration::from_millis(5), sub.changed()).await;
+        assert!(timed_out.is_err());
+        let waiter = tokio::spawn(async move {
+            let mut last = 0;
+            while last < 3 {
+                last = *sub.changed().await.expect("store alive");
+            }
+            last
+        });
+        let s = Arc::clone(&store);
+        thread::spawn(move || {
+            for i in 1..=3 {
+                set(&s, i);
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(waiter.await.unwrap(), 3);
+    });
+}

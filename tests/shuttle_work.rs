@@ -1,0 +1,359 @@
+//! Randomized schedule exploration of `WorkQueue` with
+//! [shuttle](https://docs.rs/shuttle): producers, workers that complete,
+//! fail, release or vanish, and a maintenance thread that removes an item
+//! and reaps expired leases on a manual clock race on one queue; every schedule's outcome is checked against the sequential
+//! reference semantics.
+//!
+//! Run (only this file and `shuttle_queue.rs` may be built with the feature):
+//! ```text
+//! cargo test --release --features shuttle --test shuttle_work -- --nocapture
+//! ```
+//! Each scenario runs under shuttle's random scheduler and under PCT
+//! (depth 3), `MAX_ITERATIONS` schedules each (default 5000); `SEED=<seed>`
+//! replays a run (with the same `MAX_ITERATIONS`, one test with `--exact`).
+//!
+//! # What is checked, per schedule
+//! After all threads join, a sequential drain (clock past every lease,
+//! reap, claim and complete whatever is pending) brings the queue to rest.
+//! Then, from the threads' logs of successful operations:
+//! - every added item ends exactly one way: removed (by exactly one
+//!   successful `remove`), completed or failed (a dead letter);
+//! - no item is completed twice, and an item reads `Completed` exactly
+//!   when one `complete` of it succeeded; a dead letter was never
+//!   completed and used `max_attempts` attempts;
+//! - `counts()`, `len()` and `snapshot()` equal what the sequential model
+//!   gives for those fates (each item's status as the reference queue
+//!   would hold it);
+//! - `add` refused with `QueueFull` only while `max_size` items were
+//!   stored (checked by the bound: stored never exceeds `max_size`).
+//!
+//! Note that shuttle treats every atomic as `SeqCst`: ordering bugs are
+//! loom's and miri's to find (`loom-tests/tests/work.rs`).
+#![cfg(feature = "shuttle")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use shuttle::scheduler::{PctScheduler, RandomScheduler};
+use shuttle::sync::{Arc, Mutex};
+use shuttle::thread;
+use unlocked::{ItemId, ItemStatus, ManualClock, StatusCounts, WorkError, WorkQueue};
+
+const DEFAULT_ITERATIONS: usize = 5000;
+const PCT_DEPTH: usize = 3;
+const LEASE: Duration = Duration::from_secs(1);
+
+/// What a thread saw succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Added(ItemId),
+    Completed(ItemId),
+    Removed(ItemId),
+}
+
+/// How a worker treats its `n`-th claim.
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    Complete,
+    Fail,
+    Release,
+    Vanish,
+}
+
+#[derive(Clone, Copy)]
+struct Scenario {
+    producers: usize,
+    adds_each: usize,
+    /// One list of acts per worker; each act consumes one claim.
+    workers: &'static [&'static [Act]],
+    reaps: usize,
+    /// Remove the pre-added item concurrently.
+    remover: bool,
+    max_size: Option<usize>,
+    max_attempts: u32,
+}
+
+fn run_scenario(sc: Scenario) {
+    let clock = ManualClock::new();
+    let mut b = WorkQueue::builder()
+        .max_attempts(sc.max_attempts)
+        .lease(LEASE)
+        .clock(clock.clone());
+    if let Some(m) = sc.max_size {
+        b = b.max_size(m);
+    }
+    let q = Arc::new(b.build().unwrap());
+    let log = Arc::new(Mutex::new(Vec::<Event>::new()));
+    let record = |log: &Mutex<Vec<Event>>, e| log.lock().unwrap().push(e);
+    let pre = q.add((usize::MAX, 0)).unwrap();
+    record(&log, Event::Added(pre));
+    let mut handles = Vec::new();
+    for p in 0..sc.producers {
+        let (q, log) = (Arc::clone(&q), Arc::clone(&log));
+        handles.push(thread::spawn(move || {
+            for i in 0..sc.adds_each {
+                match q.add((p, i)) {
+                    Ok(id) => record(&log, Event::Added(id)),
+                    Err(full) => {
+                        assert_eq!(full.into_inner(), (p, i));
+                        assert!(sc.max_size.is_some(), "QueueFull without a bound");
+                    }
+                }
+                if let Some(m) = sc.max_size {
+                    assert!(q.len() <= m);
+                }
+            }
+        }));
+    }
+    for acts in sc.workers {
+        let (q, log) = (Arc::clone(&q), Arc::clone(&log));
+        handles.push(thread::spawn(move || {
+            for act in acts.iter() {
+                let Some(c) = q.claim() else { continue };
+                assert!(c.attempts() >= 1 && c.attempts() <= sc.max_attempts);
+                match act {
+                    Act::Complete => match q.complete(&c) {
+                        Ok(()) => {
+                            record(&log, Event::Completed(c.id()));
+                            let again = q.complete(&c);
+                            assert!(
+                                matches!(
+                                    again,
+                                    Err(WorkError::AlreadyFinished | WorkError::Removed)
+                                ),
+                                "{again:?}"
+                            );
+                        }
+                        Err(WorkError::StaleClaim | WorkError::Removed) => {}
+                        Err(e) => panic!("complete: {e}"),
+                    },
+                    Act::Fail => match q.fail(&c, "planned") {
+                        Ok(_) | Err(WorkError::StaleClaim | WorkError::Removed) => {}
+                        Err(e) => panic!("fail: {e}"),
+                    },
+                    Act::Release => match q.release(&c) {
+                        Ok(()) | Err(WorkError::StaleClaim | WorkError::Removed) => {}
+                        Err(e) => panic!("release: {e}"),
+                    },
+                    Act::Vanish => drop(c),
+                }
+            }
+        }));
+    }
+    if sc.reaps > 0 || sc.remover {
+        // One maintenance thread removes the pre-added item and reaps (one
+        // thread for both keeps schedules within shuttle's PCT limits).
+        let (q, log, clock) = (Arc::clone(&q), Arc::clone(&log), clock.clone());
+        handles.push(thread::spawn(move || {
+            if sc.remover {
+                if q.remove(pre).is_some() {
+                    record(&log, Event::Removed(pre));
+                }
+                assert!(q.remove(pre).is_none());
+            }
+            for _ in 0..sc.reaps {
+                clock.advance(LEASE);
+                q.reap_expired();
+            }
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    // Quiescence: drain sequentially.
+    loop {
+        clock.advance(LEASE);
+        q.reap_expired();
+        let Some(c) = q.claim() else { break };
+        q.complete(&c).unwrap();
+        record(&log, Event::Completed(c.id()));
+    }
+    check(&q, &log.lock().unwrap(), sc);
+    drop(q);
+    // Run this execution's deferred frees inside it: a free that ran in a
+    // later execution would touch this one's shuttle atomics.
+    for _ in 0..4 {
+        crossbeam_epoch::pin().flush();
+    }
+}
+
+fn check(q: &WorkQueue<(usize, usize)>, log: &[Event], sc: Scenario) {
+    let mut added = Vec::new();
+    let mut completed: HashMap<ItemId, usize> = HashMap::new();
+    let mut removed: HashMap<ItemId, usize> = HashMap::new();
+    for e in log {
+        match *e {
+            Event::Added(id) => added.push(id),
+            Event::Completed(id) => *completed.entry(id).or_default() += 1,
+            Event::Removed(id) => *removed.entry(id).or_default() += 1,
+        }
+    }
+    let mut model = StatusCounts::default();
+    let mut stored = 0;
+    for &id in &added {
+        let done = completed.get(&id).copied().unwrap_or(0);
+        let gone = removed.get(&id).copied().unwrap_or(0);
+        assert!(done <= 1, "{id} completed {done} times");
+        assert!(gone <= 1, "{id} removed {gone} times");
+        match (gone, q.get(id)) {
+            (1, None) => {}
+            (1, Some(_)) => panic!("{id} removed but still stored"),
+            (_, None) => panic!("{id} lost: not removed, not stored"),
+            (_, Some(s)) => {
+                stored += 1;
+                match s.status() {
+                    ItemStatus::Completed => {
+                        assert_eq!(done, 1, "{id} completed without a complete")
+                    }
+                    ItemStatus::Failed => {
+                        assert_eq!(done, 0, "{id} dead letter with a successful complete");
+                        assert_eq!(s.attempts(), sc.max_attempts, "{id}");
+                        assert!(s.last_error().is_some());
+                    }
+                    other => panic!("{id} left {other:?} at rest"),
+                }
+                match s.status() {
+                    ItemStatus::Completed => model.completed += 1,
+                    _ => model.failed += 1,
+                }
+            }
+        }
+    }
+    assert_eq!(q.counts(), model, "counts at rest");
+    assert_eq!(q.len(), stored, "len at rest");
+    assert_eq!(q.snapshot().len(), stored, "snapshot at rest");
+    if let Some(m) = sc.max_size {
+        assert!(stored <= m);
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={value:?}: {e}")),
+    )
+}
+
+fn shuttle_config() -> shuttle::Config {
+    let mut config = shuttle::Config::new();
+    // The library's Acquire/Release orderings are deliberate.
+    config.silence_warnings = true;
+    config.stack_size = 0x100000;
+    config
+}
+
+/// Runs every exploration on one long-lived OS thread (crossbeam-epoch's
+/// deferred frees touch shuttle atomics and must run inside an execution;
+/// see `shuttle_queue.rs`).
+fn on_shuttle_thread(job: impl FnOnce() + Send + 'static) {
+    type Outcome = std::thread::Result<()>;
+    type Job = Box<dyn FnOnce() -> Outcome + Send>;
+    type Jobs = std::sync::Mutex<mpsc::Sender<(Job, mpsc::Sender<Outcome>)>>;
+    static JOBS: OnceLock<Jobs> = OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<(Job, mpsc::Sender<Outcome>)>();
+        std::thread::Builder::new()
+            .name("shuttle-runner".into())
+            .spawn(move || {
+                for (job, reply) in rx {
+                    let _ = reply.send(job());
+                }
+            })
+            .unwrap();
+        std::sync::Mutex::new(tx)
+    });
+    let (reply, result) = mpsc::channel();
+    let job: Job = Box::new(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)));
+    jobs.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((job, reply))
+        .unwrap();
+    if let Err(panic) = result.recv().expect("the shuttle runner thread died") {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn explore(name: &'static str, sc: Scenario) {
+    let iterations = env_u64("MAX_ITERATIONS").map_or(DEFAULT_ITERATIONS, |n| n as usize);
+    let seed = env_u64("SEED").unwrap_or_else(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write(name.as_bytes());
+        h.finish()
+    });
+    eprintln!("shuttle {name}: seed {seed} (replay: SEED={seed} MAX_ITERATIONS={iterations})");
+    on_shuttle_thread(move || {
+        let f = move || run_scenario(sc);
+        let runs = shuttle::Runner::new(
+            RandomScheduler::new_from_seed(seed, iterations),
+            shuttle_config(),
+        )
+        .run(f);
+        eprintln!("shuttle {name}: random scheduler: {runs} schedules passed");
+        assert_eq!(runs, iterations);
+        let runs = shuttle::Runner::new(
+            PctScheduler::new_from_seed(seed, PCT_DEPTH, iterations),
+            shuttle_config(),
+        )
+        .run(f);
+        eprintln!("shuttle {name}: PCT scheduler (depth {PCT_DEPTH}): {runs} schedules passed");
+        assert_eq!(runs, iterations);
+    });
+}
+
+use Act::{Complete, Fail, Release, Vanish};
+
+#[test]
+fn producers_failing_and_vanishing_workers_reaper_remover() {
+    explore(
+        "producers_failing_and_vanishing_workers_reaper_remover",
+        Scenario {
+            producers: 2,
+            adds_each: 2,
+            workers: &[&[Fail, Complete, Complete], &[Vanish, Complete, Release]],
+            reaps: 2,
+            remover: true,
+            max_size: None,
+            max_attempts: 2,
+        },
+    );
+}
+
+#[test]
+fn bounded_queue_dead_letters_and_late_completes() {
+    explore(
+        "bounded_queue_dead_letters_and_late_completes",
+        Scenario {
+            producers: 2,
+            adds_each: 2,
+            workers: &[&[Vanish, Fail, Complete], &[Fail, Vanish, Complete]],
+            reaps: 2,
+            remover: true,
+            max_size: Some(3),
+            max_attempts: 1,
+        },
+    );
+}
+
+#[test]
+fn many_workers_one_producer() {
+    explore(
+        "many_workers_one_producer",
+        Scenario {
+            producers: 1,
+            adds_each: 3,
+            workers: &[&[Complete, Complete], &[Vanish, Complete], &[Release, Fail]],
+            reaps: 1,
+            remover: false,
+            max_size: None,
+            max_attempts: 3,
+        },
+    );
+}
