@@ -19,9 +19,6 @@ mod builder;
 mod entry;
 mod flight;
 mod iter;
-// The placeholder FIFO does not use every `Handle` method the final
-// policy does; drop this allow when the S3-FIFO policy lands.
-#[allow(dead_code)]
 mod policy;
 mod shard;
 mod stats;
