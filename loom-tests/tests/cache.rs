@@ -193,3 +193,41 @@ fn single_flight_loads_once() {
         assert_eq!(c.stats().inserts, 1);
     });
 }
+
+/// The first key (from 100 on) whose home slot in a 4-slot table is `slot`.
+fn key_with_home(slot: u64) -> u32 {
+    use std::hash::BuildHasher;
+    (100..)
+        .find(|k: &u32| Fixed::default().hash_one(k) & 3 == slot)
+        .unwrap()
+}
+
+/// A get racing a table rebuild: the reader walks the old array or the
+/// fresh one (published by the table pointer's Release swap) and finds the
+/// resident key either way.
+#[test]
+fn get_racing_rebuild() {
+    // Keys whose home slots are 0, 1 and 2 of a cache of 2 (4 slots,
+    // rebuilt when more than 3 are used), computed outside the model.
+    let (a, b, c) = (key_with_home(0), key_with_home(1), key_with_home(2));
+    let d = (a.max(b).max(c) + 1..)
+        .find(|k| ![a, b, c].contains(k))
+        .unwrap();
+    loom::model(move || {
+        let cache = Arc::new(cache(2, &ManualClock::new()));
+        cache.insert(a, a); // slot 0
+        cache.insert(b, b); // slot 1
+        cache.remove(&a); // slot 0 becomes a tombstone (slot 1 is used)
+        cache.insert(c, c); // slot 2
+        cache.remove(&b); // slot 1 becomes a tombstone (slot 2 is used)
+        assert_eq!((cache.len(), cache.tombstones()), (1, 2));
+        // 2 live + 2 tombstones > 3: inserting `d` rebuilds the table.
+        let writer = spawn_with(&cache, move |x| x.insert(d, d));
+        let reader = spawn_with(&cache, move |x| x.get(&c));
+        writer.join().unwrap();
+        assert_eq!(reader.join().unwrap(), Some(c));
+        assert_eq!(cache.tombstones(), 0, "the insert rebuilt the table");
+        assert_eq!((cache.get(&c), cache.get(&d)), (Some(c), Some(d)));
+        cache.validate();
+    });
+}

@@ -22,10 +22,10 @@ use crate::sync::{AtomicBool, AtomicPtr, AtomicU8, Ordering::Relaxed};
 /// `expires` of an entry that never expires.
 pub(crate) const NEVER: u64 = u64::MAX;
 
-/// Where readers stop bumping an entry's frequency counter. S3-FIFO counts
-/// up to 3; a reader that finds the counter there writes nothing, so hot
+/// Where readers stop bumping an entry's frequency counter: the policy's
+/// cap. A reader that finds the counter there writes nothing, so hot
 /// entries' cache lines stay clean and shared between cores.
-pub(crate) const MAX_FREQUENCY: u8 = 3;
+pub(crate) use super::policy::MAX_FREQUENCY;
 
 /// One resident key and its value, as readers see it.
 pub(crate) struct Entry<K, V> {

@@ -19,9 +19,6 @@ mod builder;
 mod entry;
 mod flight;
 mod iter;
-// The placeholder FIFO does not use every `Handle` method the final
-// policy does; drop this allow when the S3-FIFO policy lands.
-#[allow(dead_code)]
 mod policy;
 mod shard;
 mod stats;
@@ -147,7 +144,9 @@ impl<K: Hash + Eq + Send + 'static, V: Send + 'static> Cache<K, V, RandomState> 
     ///
     /// # Panics
     /// If `max_capacity` is 0 ("cache max_capacity must be at least 1").
-    /// Use [`Cache::builder`] to get an error instead.
+    /// Use [`Cache::builder`] to get an error instead. The tables for the
+    /// whole capacity are allocated here (about 14 to 27 bytes per entry of
+    /// capacity; see `docs/cache.md`).
     ///
     /// # Examples
     /// ```
@@ -293,6 +292,12 @@ impl<K, V, S> Cache<K, V, S> {
         for s in self.shards.iter() {
             s.validate(&guard);
         }
+    }
+
+    /// Tombstones in the shards' tables (for tests that drive a rebuild).
+    #[doc(hidden)]
+    pub fn tombstones(&self) -> usize {
+        self.shards.iter().map(|s| s.tombstones()).sum()
     }
 
     /// Per-shard capacities (for tests).

@@ -148,6 +148,11 @@ impl<K, V> Shard<K, V> {
         self.writer.lock().policy.capacity()
     }
 
+    /// Tombstones in the current table (for tests).
+    pub(crate) fn tombstones(&self) -> usize {
+        self.writer.lock().tombstones
+    }
+
     fn lock(&self) -> MutexGuard<'_, Writer<K, V>> {
         self.writer.lock()
     }
