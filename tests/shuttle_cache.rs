@@ -32,13 +32,12 @@
 //!   loader runs, also when the first one fails.
 #![cfg(feature = "shuttle")]
 
+mod shuttle_support;
+
 use std::collections::hash_map::DefaultHasher;
 use std::hash::BuildHasherDefault;
-use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use shuttle::scheduler::{PctScheduler, RandomScheduler};
 use shuttle::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
@@ -288,81 +287,6 @@ fn run_loads(capacity: usize, first_fails: bool) {
 // Running under shuttle (the same harness as tests/shuttle_queue.rs)
 // ---------------------------------------------------------------------------
 
-fn env_u64(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={value:?}: {e}")),
-    )
-}
-
-fn shuttle_config() -> shuttle::Config {
-    let mut config = shuttle::Config::new();
-    config.silence_warnings = true;
-    config.stack_size = 0x40000;
-    config
-}
-
-/// Runs every exploration on one long-lived OS thread: entries are retired
-/// through crossbeam-epoch, whose deferred frees touch shuttle atomics and
-/// must run inside a shuttle execution (see tests/shuttle_queue.rs).
-fn on_shuttle_thread(job: impl FnOnce() + Send + 'static) {
-    type Outcome = std::thread::Result<()>;
-    type Job = Box<dyn FnOnce() -> Outcome + Send>;
-    type Jobs = std::sync::Mutex<mpsc::Sender<(Job, mpsc::Sender<Outcome>)>>;
-    static JOBS: OnceLock<Jobs> = OnceLock::new();
-    let jobs = JOBS.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<(Job, mpsc::Sender<Outcome>)>();
-        std::thread::Builder::new()
-            .name("shuttle-runner".into())
-            .spawn(move || {
-                for (job, reply) in rx {
-                    let _ = reply.send(job());
-                }
-            })
-            .unwrap();
-        std::sync::Mutex::new(tx)
-    });
-    let (reply, result) = mpsc::channel();
-    let job: Job = Box::new(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)));
-    jobs.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((job, reply))
-        .unwrap();
-    if let Err(panic) = result.recv().expect("the shuttle runner thread died") {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-fn explore_fn(name: &'static str, f: impl Fn() + Send + Sync + Copy + 'static) {
-    let iterations = env_u64("MAX_ITERATIONS").map_or(DEFAULT_ITERATIONS, |n| n as usize);
-    let seed = env_u64("SEED").unwrap_or_else(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write(name.as_bytes());
-        h.finish()
-    });
-    eprintln!("shuttle {name}: seed {seed} (replay: SEED={seed} MAX_ITERATIONS={iterations})");
-    on_shuttle_thread(move || {
-        let runs = shuttle::Runner::new(
-            RandomScheduler::new_from_seed(seed, iterations),
-            shuttle_config(),
-        )
-        .run(f);
-        eprintln!("shuttle {name}: random scheduler: {runs} schedules passed");
-        assert_eq!(runs, iterations);
-        let runs = shuttle::Runner::new(
-            PctScheduler::new_from_seed(seed, PCT_DEPTH, iterations),
-            shuttle_config(),
-        )
-        .run(f);
-        eprintln!("shuttle {name}: PCT scheduler (depth {PCT_DEPTH}): {runs} schedules passed");
-        assert_eq!(runs, iterations);
-    });
-}
-
 // ---------------------------------------------------------------------------
 // Scenarios
 // ---------------------------------------------------------------------------
@@ -370,6 +294,11 @@ fn explore_fn(name: &'static str, f: impl Fn() + Send + Sync + Copy + 'static) {
 use Op::*;
 
 /// Two keys, capacity 1: every insert of a new key evicts.
+/// Explores the test `f` under both schedulers.
+fn explore_fn(name: &'static str, f: impl Fn() + Send + Sync + Copy + 'static) {
+    shuttle_support::explore(name, DEFAULT_ITERATIONS, PCT_DEPTH, f);
+}
+
 #[test]
 fn mixed_ops_with_eviction() {
     explore_fn("mixed_ops_with_eviction", || {

@@ -25,9 +25,10 @@
 //!   before any commit never reports a version twice.
 #![cfg(feature = "shuttle")]
 
+mod shuttle_support;
+
 use std::collections::BTreeSet;
 
-use shuttle::scheduler::{PctScheduler, RandomScheduler};
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 use unlocked::config::ConfigStore;
@@ -39,43 +40,6 @@ const PCT_DEPTH: usize = 3;
 struct Pair {
     a: u64,
     b: u64,
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={value:?}: {e}")),
-    )
-}
-
-fn explore(name: &'static str, f: impl Fn() + Send + Sync + Copy + 'static) {
-    let iterations = env_u64("MAX_ITERATIONS").map_or(DEFAULT_ITERATIONS, |n| n as usize);
-    let seed = env_u64("SEED").unwrap_or_else(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write(name.as_bytes());
-        h.finish()
-    });
-    eprintln!("shuttle {name}: seed {seed} (replay: SEED={seed} MAX_ITERATIONS={iterations})");
-    let mut config = shuttle::Config::new();
-    config.silence_warnings = true;
-    let runs = shuttle::Runner::new(
-        RandomScheduler::new_from_seed(seed, iterations),
-        config.clone(),
-    )
-    .run(f);
-    eprintln!("shuttle {name}: random scheduler: {runs} schedules passed");
-    assert_eq!(runs, iterations);
-    let runs = shuttle::Runner::new(
-        PctScheduler::new_from_seed(seed, PCT_DEPTH, iterations),
-        config,
-    )
-    .run(f);
-    eprintln!("shuttle {name}: PCT scheduler (depth {PCT_DEPTH}): {runs} schedules passed");
-    assert_eq!(runs, iterations);
 }
 
 /// Checks one observed value against its version; returns the version.
@@ -167,6 +131,11 @@ fn scenario(readers: usize, commits: u64, subscribers: usize) {
         }
     }
     assert_eq!(store.load().version().get(), last_version);
+}
+
+/// Explores the test `f` under both schedulers.
+fn explore(name: &'static str, f: impl Fn() + Send + Sync + Copy + 'static) {
+    shuttle_support::explore(name, DEFAULT_ITERATIONS, PCT_DEPTH, f);
 }
 
 #[test]

@@ -31,14 +31,13 @@
 //! loom's and miri's to find (`loom-tests/tests/work.rs`).
 #![cfg(feature = "shuttle")]
 
+mod shuttle_support;
+
 mod common;
 
 use std::collections::HashMap;
-use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use shuttle::scheduler::{PctScheduler, RandomScheduler};
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 use unlocked::{ItemId, ItemStatus, ManualClock, StatusCounts, WorkError, WorkQueue};
@@ -231,84 +230,14 @@ fn check(q: &WorkQueue<(usize, usize)>, log: &[Event], sc: Scenario) {
     }
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={value:?}: {e}")),
-    )
-}
-
-fn shuttle_config() -> shuttle::Config {
-    let mut config = shuttle::Config::new();
-    // The library's Acquire/Release orderings are deliberate.
-    config.silence_warnings = true;
-    config.stack_size = 0x100000;
-    config
-}
-
-/// Runs every exploration on one long-lived OS thread (crossbeam-epoch's
-/// deferred frees touch shuttle atomics and must run inside an execution;
-/// see `shuttle_queue.rs`).
-fn on_shuttle_thread(job: impl FnOnce() + Send + 'static) {
-    type Outcome = std::thread::Result<()>;
-    type Job = Box<dyn FnOnce() -> Outcome + Send>;
-    type Jobs = std::sync::Mutex<mpsc::Sender<(Job, mpsc::Sender<Outcome>)>>;
-    static JOBS: OnceLock<Jobs> = OnceLock::new();
-    let jobs = JOBS.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<(Job, mpsc::Sender<Outcome>)>();
-        std::thread::Builder::new()
-            .name("shuttle-runner".into())
-            .spawn(move || {
-                for (job, reply) in rx {
-                    let _ = reply.send(job());
-                }
-            })
-            .unwrap();
-        std::sync::Mutex::new(tx)
-    });
-    let (reply, result) = mpsc::channel();
-    let job: Job = Box::new(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)));
-    jobs.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((job, reply))
-        .unwrap();
-    if let Err(panic) = result.recv().expect("the shuttle runner thread died") {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-fn explore(name: &'static str, sc: Scenario) {
-    let iterations = env_u64("MAX_ITERATIONS").map_or(DEFAULT_ITERATIONS, |n| n as usize);
-    let seed = env_u64("SEED").unwrap_or_else(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write(name.as_bytes());
-        h.finish()
-    });
-    eprintln!("shuttle {name}: seed {seed} (replay: SEED={seed} MAX_ITERATIONS={iterations})");
-    on_shuttle_thread(move || {
-        let f = move || run_scenario(sc);
-        let runs = shuttle::Runner::new(
-            RandomScheduler::new_from_seed(seed, iterations),
-            shuttle_config(),
-        )
-        .run(f);
-        eprintln!("shuttle {name}: random scheduler: {runs} schedules passed");
-        assert_eq!(runs, iterations);
-        let runs = shuttle::Runner::new(
-            PctScheduler::new_from_seed(seed, PCT_DEPTH, iterations),
-            shuttle_config(),
-        )
-        .run(f);
-        eprintln!("shuttle {name}: PCT scheduler (depth {PCT_DEPTH}): {runs} schedules passed");
-        assert_eq!(runs, iterations);
-    });
-}
-
 use Act::{Complete, Fail, Release, Vanish};
+
+/// Explores `sc` under the random scheduler and under PCT.
+fn explore(name: &'static str, sc: Scenario) {
+    shuttle_support::explore(name, DEFAULT_ITERATIONS, PCT_DEPTH, move || {
+        run_scenario(sc)
+    });
+}
 
 #[test]
 fn producers_failing_and_vanishing_workers_reaper_remover() {
