@@ -152,6 +152,7 @@ fn hit_ratios() {
                     "default" => {}
                     "probe" => t.probe_percent = val.parse().unwrap(),
                     "step" => t.step_permille = val.parse().unwrap(),
+                    "fixed" => t.probe_percent = 0,
                     "small" => t.small_percent = val.parse().unwrap(),
                     "ghost" => t.ghost_percent = val.parse().unwrap(),
                     _ => panic!("unknown {k}"),
