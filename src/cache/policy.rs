@@ -206,9 +206,12 @@ impl<H: Handle> Policy<H> {
         let hash = handle.hash();
         let age = self.ghost.take_age(hash);
         let to_main = age.is_some();
-        if self.probe > 0 {
+        // Both probes compare like with like only once main has evicted a
+        // probe's worth of keys (while the cache fills, only small's probe
+        // could vote).
+        if self.probe > 0 && self.main_ghost.ticks() >= u64::from(self.probe) {
             // Marginal utility: a key that left small unread less than
-            // `probe` evictions ago would have hit with a longer small; one
+            // `probe` departures ago would have hit with a longer small; one
             // that left main that recently, with a longer main.
             if age.is_some_and(|a| a < self.probe) {
                 self.votes.0 += 1;
@@ -223,8 +226,13 @@ impl<H: Handle> Policy<H> {
                 let d = g as f64 - s as f64;
                 if d * d > 4.0 * (g + s) as f64 {
                     self.move_small(d > 0.0);
+                    self.votes = (0, 0);
+                } else {
+                    // Not significant yet: keep half the evidence, so that a
+                    // small shard (few votes an epoch) still decides, and old
+                    // votes fade.
+                    self.votes = (g / 2, s / 2);
                 }
-                self.votes = (0, 0);
                 self.epoch = 0;
             }
         }
@@ -372,8 +380,10 @@ struct Ghost {
     slots: Vec<(u32, u32)>,
     /// `slots.len() / BUCKET`.
     buckets: usize,
-    /// Insertions so far (wrapping).
+    /// The clock: insertions and ticks so far (wrapping).
     now: u32,
+    /// The clock, not wrapping and not cleared.
+    total: u64,
 }
 
 impl Ghost {
@@ -390,6 +400,7 @@ impl Ghost {
             },
             buckets,
             now: 0,
+            total: 0,
         }
     }
 
@@ -410,6 +421,12 @@ impl Ghost {
     /// count all of small's departures).
     fn tick(&mut self) {
         self.now = self.now.wrapping_add(1);
+        self.total += 1;
+    }
+
+    /// Insertions and ticks since the ghost was made.
+    fn ticks(&self) -> u64 {
+        self.total
     }
 
     /// Remembers `hash`, overwriting a forgotten or the oldest slot.
@@ -417,7 +434,7 @@ impl Ghost {
         if self.capacity == 0 {
             return;
         }
-        self.now = self.now.wrapping_add(1);
+        self.tick();
         let (now, capacity) = (self.now, self.capacity);
         let (bucket, fp) = self.locate(hash);
         let age = |stamp: u32| now.wrapping_sub(stamp);

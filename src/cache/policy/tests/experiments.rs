@@ -121,6 +121,19 @@ fn hit_ratios() {
     if only.is_empty() || only.contains("p3") {
         workloads.push(("P3".into(), trace("P3"), vec![8192, 32768, 131072]));
     }
+    if only.contains("shard") {
+        // One shard of a sharded cache: 1/8 of the keys and of the capacity.
+        workloads.push((
+            "zipf0.8/8".into(),
+            zipf(12_500, 0.8, 125_000, 1),
+            vec![125, 1250],
+        ));
+        workloads.push((
+            "zipf1.0/8".into(),
+            zipf(12_500, 1.0, 125_000, 2),
+            vec![125, 1250],
+        ));
+    }
     if only.is_empty() || only.contains("zipf") {
         workloads.push((
             "zipf0.8".into(),
