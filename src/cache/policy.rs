@@ -52,8 +52,11 @@
 //! `capacity` inserts, and at the end of an epoch the share moves by 1% of
 //! the capacity towards the side that won, but only if it won by more than
 //! two standard deviations of the vote count (|grow − shrink|² > 4 × (grow +
-//! shrink)): noise does not make it drift, phases still move it. It stays
-//! between [`SMALL_MIN_PERCENT`] and [`SMALL_MAX_PERCENT`].
+//! shrink)): noise does not make it drift, phases still move it. An
+//! undecided epoch keeps half its votes (a small shard, with few votes an
+//! epoch, still decides), and nobody votes until main has evicted `probe`
+//! keys (while the cache fills, only small's probe could vote). The share
+//! stays between [`SMALL_MIN_PERCENT`] and [`SMALL_MAX_PERCENT`].
 //!
 //! Counters stay capped at 3 and the ghost as large as the cache, as in the
 //! paper. `docs/cache_policy.md` has the measurements, and those of what was
