@@ -50,6 +50,14 @@
 //! assert_sync::<unlocked::BoundedQueue<std::rc::Rc<u8>>>();
 //! ```
 //!
+//! A cache shares its values between readers (each `get` clones one), so
+//! it is `Sync` only when `K` and `V` are `Send + Sync`:
+//!
+//! ```compile_fail
+//! fn assert_sync<T: Sync>() {}
+//! assert_sync::<unlocked::Cache<u8, std::cell::Cell<u8>>>();
+//! ```
+//!
 //! ## Consistency and memory ordering
 //! - Queues are linearizable FIFO queues: a value is popped at most once,
 //!   and, from any one producer, values come out in the order they were
@@ -61,7 +69,12 @@
 //! - `len` is exact when no operation is in flight (see
 //!   [`BoundedQueue`]'s "Concurrent calls" for one rare exception); otherwise it is a value
 //!   the queue held at some moment during the call.
-//! - `docs/queue.md` explains every atomic ordering.
+//! - Cache operations on one key are linearizable: a `get` returns the value
+//!   of the latest insert that took effect before it, or nothing once the key
+//!   was removed, evicted or expired; an insert happens-before the `get` that
+//!   returns its value. `len` and `stats` are exact at quiescence; `iter` is
+//!   weakly consistent (see [`Cache::iter`]).
+//! - `docs/queue.md` and `docs/cache.md` explain every atomic ordering.
 //!
 //! ## Cargo features
 //! | feature | default | what it does |
@@ -96,6 +109,6 @@ pub mod docs {
     pub mod dependencies {}
 }
 
-pub use cache::{Cache, CacheStats};
+pub use cache::{Cache, CacheBuilder, CacheStats, RemovalCause};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};

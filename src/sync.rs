@@ -190,6 +190,20 @@ pub(crate) fn thread_index() -> usize {
     0
 }
 
+/// The number of CPUs this process may use (read once, then cached); 1
+/// under loom and shuttle, so that model runs stay deterministic.
+pub(crate) fn cores() -> usize {
+    #[cfg(any(unlocked_loom, feature = "shuttle"))]
+    {
+        1
+    }
+    #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
+    {
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(4, usize::from))
+    }
+}
+
 /// Epoch-based memory reclamation, behind one small interface.
 pub(crate) mod epoch {
     #[cfg(not(unlocked_loom))]

@@ -112,6 +112,69 @@ fn cache_with_clock(capacity: usize, clock: &ManualClock) -> Cache<u64, u64> {
         .unwrap()
 }
 
+/// Counts this thread's allocations, to check that `get` allocates nothing.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; the counter is a const-
+// initialised thread-local, which allocates nothing when touched.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(|n| n.get())
+}
+
+/// `get` and `contains_key` allocate nothing (values are `u64`: a clone
+/// allocates nothing either).
+#[test]
+fn get_allocates_nothing() {
+    let clock = ManualClock::new();
+    let n = scaled(512, 64) as u64;
+    let cache = cache_with_clock(2 * n as usize, &clock);
+    for k in 0..n {
+        if k % 2 == 0 {
+            cache.insert(k, k);
+        } else {
+            cache.insert_with_ttl(k, k, Duration::from_secs(1));
+        }
+    }
+    let _ = cache.get(&0); // registers this thread with the epoch collector
+    let before = allocations();
+    let mut hits = 0;
+    for k in 0..2 * n {
+        hits += usize::from(cache.get(&k).is_some());
+        let _ = cache.contains_key(&k);
+    }
+    // Every 128 pins crossbeam-epoch runs a collection step, which may
+    // allocate a queue node when it passes on garbage that *other* tests'
+    // threads retired; the cache's own read path allocates nothing, so
+    // the look-ups stay far below one allocation each.
+    let allocated = allocations() - before;
+    assert!(
+        allocated <= 16,
+        "{allocated} allocations in {} look-ups",
+        4 * n
+    );
+    assert_eq!(hits, n as usize);
+}
+
 // ---------------------------------------------------------------------------
 // Construction
 // ---------------------------------------------------------------------------
@@ -153,7 +216,12 @@ fn builder_refuses_bad_settings() {
 
 #[test]
 fn shard_capacities_sum_to_max_capacity() {
-    for cap in [1, 2, 3, 7, 100, 255, 256, 1000, 4097, 100_003] {
+    let caps: &[usize] = if cfg!(miri) {
+        &[1, 3, 100, 257]
+    } else {
+        &[1, 2, 3, 7, 100, 255, 256, 1000, 4097, 100_003]
+    };
+    for &cap in caps {
         for shards in [None, Some(1), Some(3), Some(8), Some(64), Some(1 << 20)] {
             let mut b = Cache::<u32, u32>::builder().max_capacity(cap);
             if let Some(s) = shards {
@@ -226,6 +294,9 @@ fn differential(capacity: usize, keys: u64, ops: usize, seed: u64) {
             _ => clock.advance(Duration::from_millis(rng.below(10) as u64)),
         }
         assert!(cache.len() <= capacity);
+        if step % 64 == 0 {
+            cache.validate();
+        }
     }
     if roomy {
         let now = clock_now(&clock);
@@ -247,14 +318,14 @@ fn clock_now(clock: &ManualClock) -> Duration {
 #[test]
 fn differential_without_eviction() {
     for seed in 0..scaled(8, 1) as u64 {
-        differential(256, 64, scaled(20_000, 300), seed);
+        differential(256, 64, scaled(20_000, 150), seed);
     }
 }
 
 #[test]
 fn differential_with_eviction() {
     for seed in 0..scaled(8, 1) as u64 {
-        differential(16, 64, scaled(20_000, 300), seed);
+        differential(16, 64, scaled(20_000, 150), seed);
         differential(1, 4, scaled(2_000, 100), seed);
     }
 }
@@ -262,13 +333,13 @@ fn differential_with_eviction() {
 #[test]
 fn capacity_is_strict_sequentially() {
     let cache = Cache::new(100);
-    for i in 0..scaled(10_000, 300) {
+    for i in 0..scaled(10_000, 150) {
         cache.insert(i, i);
         assert!(cache.len() <= 100);
     }
     assert_eq!(cache.len(), 100);
     let s = cache.stats();
-    assert_eq!(s.inserts, scaled(10_000, 300) as u64);
+    assert_eq!(s.inserts, scaled(10_000, 150) as u64);
     assert_eq!(s.evictions, s.inserts - 100);
 }
 
@@ -449,7 +520,7 @@ fn heavy_removal_churn_stays_exact() {
     let cache = Cache::new(64);
     let mut rng = XorShift::new(7);
     let mut model = HashMap::new();
-    for i in 0..scaled(50_000, 500) as u64 {
+    for i in 0..scaled(50_000, 250) as u64 {
         let k = rng.next_u64() % 48;
         if rng.below(2) == 0 {
             cache.insert(k, i);
@@ -458,7 +529,11 @@ fn heavy_removal_churn_stays_exact() {
             assert_eq!(cache.remove(&k), model.remove(&k));
         }
         assert_eq!(cache.get(&k), model.get(&k).copied());
+        if i % 128 == 0 {
+            cache.validate();
+        }
     }
+    cache.validate();
     assert_eq!(cache.len(), model.len());
 }
 
@@ -473,7 +548,7 @@ fn heavy_removal_churn_stays_exact() {
 #[test]
 fn concurrent_against_reference() {
     let threads = 4u64;
-    let per = scaled(20_000, 200);
+    let per = scaled(20_000, 100);
     let cap = 128;
     let cache = Cache::builder()
         .max_capacity(cap)
@@ -531,6 +606,7 @@ fn concurrent_against_reference() {
             r.unwrap();
         }
     });
+    cache.validate();
     assert!(cache.len() <= cap);
 }
 
@@ -538,8 +614,8 @@ fn concurrent_against_reference() {
 #[test]
 fn stats_exact_at_quiescence() {
     let threads = 4u64;
-    let per = scaled(5_000, 100) as u64;
-    let cache = Cache::new(1 << 16);
+    let per = scaled(5_000, 50) as u64;
+    let cache = Cache::new(scaled(1 << 16, 1 << 9));
     thread::scope(|s| {
         for t in 0..threads {
             let cache = &cache;
@@ -596,6 +672,7 @@ fn every_value_dropped_once_sequential() {
                 cache.clear();
             }
         }
+        cache.validate();
         let ids: Vec<u64> = cache.iter().map(|(_, v)| v.id).collect();
         assert!(ids.len() <= 16);
     }
@@ -624,13 +701,14 @@ fn drop_counts_concurrent(threads: u64, per: usize) {
                 });
             }
         });
+        cache.validate();
     }
     assert_all_dropped(&live);
 }
 
 #[test]
 fn every_value_dropped_once_concurrent() {
-    drop_counts_concurrent(3, scaled(5_000, 100));
+    drop_counts_concurrent(3, scaled(5_000, 60));
 }
 
 // ---------------------------------------------------------------------------
@@ -743,6 +821,19 @@ fn panicking_loader_hands_over() {
 #[test]
 fn failing_loader_hands_over() {
     hand_off(Failure::Error);
+}
+
+/// The cache is `Send + Sync`, and the loading future is `Send` (so that
+/// it can be spawned on a multi-threaded executor).
+#[test]
+fn cache_and_loading_future_are_send() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    fn assert_send<T: Send>(_: &T) {}
+    let cache: Cache<String, Arc<str>> = Cache::new(4);
+    assert_send_sync(&cache);
+    let fut = cache.get_or_insert_with_async("k".to_string(), || async { Arc::from("v") });
+    assert_send(&fut);
+    assert_eq!(&*pollster::block_on(fut), "v");
 }
 
 #[test]
@@ -907,5 +998,6 @@ fn stress_concurrent_with_ttl_and_capacity() {
             });
         }
     });
+    cache.validate();
     assert!(cache.len() <= cap);
 }

@@ -148,6 +148,7 @@ fn run_scenario(sc: Scenario) {
     let history = history.lock().unwrap().clone();
     check(&history);
     let now = nanos(&clock);
+    cache.validate();
     assert!(cache.len() <= sc.capacity);
     for key in keys(&history) {
         let got = cache.get(&key);

@@ -236,6 +236,7 @@ fn run(input: &Input, live: &Arc<AtomicIsize>) -> usize {
             }
         }
         assert!(cache.len() <= capacity);
+        cache.validate();
     }
     let s = cache.stats();
     let inserts = input

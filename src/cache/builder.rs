@@ -279,11 +279,7 @@ fn shard_count(capacity: usize, requested: Option<usize>) -> usize {
     let n = match requested {
         Some(n) => n.checked_next_power_of_two().unwrap_or(most),
         None => {
-            let cores = if cfg!(any(unlocked_loom, feature = "shuttle")) {
-                1
-            } else {
-                std::thread::available_parallelism().map_or(4, usize::from)
-            };
+            let cores = crate::sync::cores();
             let by_cores = cores.saturating_mul(4).next_power_of_two();
             prev_power_of_two((capacity / MIN_PER_SHARD).max(1)).min(by_cores)
         }

@@ -93,6 +93,12 @@ impl<K, V> Node<K, V> {
         self.entry.store(entry, Relaxed);
     }
 
+    /// `false` once the key is gone from the table. Writer only.
+    pub(crate) fn is_live(&self) -> bool {
+        // Relaxed: nodes are touched only under the shard lock.
+        self.live.load(Relaxed)
+    }
+
     /// Marks the key as gone from the table. Writer only.
     pub(crate) fn kill(&self) {
         // Relaxed: nodes are touched only under the shard lock.

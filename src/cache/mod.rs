@@ -141,7 +141,7 @@ impl<K, V, S> fmt::Debug for Cache<K, V, S> {
     }
 }
 
-impl<K: Hash + Eq + 'static, V: 'static> Cache<K, V, RandomState> {
+impl<K: Hash + Eq + Send + 'static, V: Send + 'static> Cache<K, V, RandomState> {
     /// A cache of at most `max_capacity` entries, with no expiry and the
     /// default shard count and hasher.
     ///
@@ -282,6 +282,19 @@ impl<K, V, S> Cache<K, V, S> {
         stats
     }
 
+    /// Checks internal invariants (table, tags, policy, counters); panics
+    /// with what is broken. For tests and fuzzing; takes every shard lock.
+    #[doc(hidden)]
+    pub fn validate(&self)
+    where
+        K: Eq,
+    {
+        let guard = epoch::pin();
+        for s in self.shards.iter() {
+            s.validate(&guard);
+        }
+    }
+
     /// Per-shard capacities (for tests).
     #[doc(hidden)]
     pub fn shard_capacities(&self) -> Vec<usize> {
@@ -335,8 +348,8 @@ impl<K, V, S> Cache<K, V, S> {
 
 impl<K, V, S> Cache<K, V, S>
 where
-    K: Hash + Eq + 'static,
-    V: 'static,
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
     S: BuildHasher,
 {
     #[inline]
@@ -557,7 +570,9 @@ where
     /// However many threads ask for a missing key at once, one runs its
     /// loader and the others wait for its value (they do not run theirs). If
     /// the loader panics, the panic propagates to its caller and one waiter
-    /// takes over with its own loader; nobody is left waiting.
+    /// takes over with its own loader; nobody is left waiting. The loader runs
+    /// with no lock of the cache held, so it may use the cache, but it must
+    /// not load the *same* key through it: it would wait for itself.
     ///
     /// # Examples
     /// ```
@@ -719,8 +734,8 @@ struct Leader<'c, K, V, S> {
 
 impl<K, V, S> Leader<'_, K, V, S>
 where
-    K: Hash + Eq + 'static,
-    V: 'static,
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
     S: BuildHasher,
     V: Clone,
 {

@@ -208,13 +208,16 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             value,
             node: Arc::clone(&old.node),
         }));
-        table.publish(i, new);
+        // The slot's own pointer (not one derived from `old`, a shared
+        // reference) is the one the entry may be freed through.
+        let old_raw = table.load(i);
+        debug_assert!(std::ptr::eq(old_raw, old));
+        table.replace(i, new);
         old.node.set_entry(new);
         w.expiring = w.expiring + usize::from(expires != NEVER) - usize::from(old.expires != NEVER);
         bump(&self.counters.updates);
-        let old = old as *const Entry<K, V> as *mut Entry<K, V>;
-        ctx.notice(old, RemovalCause::Replaced);
-        ctx.retire(old);
+        ctx.notice(old_raw, RemovalCause::Replaced);
+        ctx.retire(old_raw);
     }
 
     /// Admits a key that is not resident, evicting as the policy decides.
@@ -293,14 +296,16 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         cause: RemovalCause,
         ctx: &mut Ctx<'_, K, V>,
     ) {
+        // The slot's own pointer: see `replace`.
+        let raw = table.load(i);
+        debug_assert!(std::ptr::eq(raw, e));
         let delta = table.unlink(i);
         w.tombstones = w.tombstones.wrapping_add_signed(delta);
         e.node.kill();
         w.expiring -= usize::from(e.expires != NEVER);
         self.count(cause);
-        let e = e as *const Entry<K, V> as *mut Entry<K, V>;
-        ctx.notice(e, cause);
-        ctx.retire(e);
+        ctx.notice(raw, cause);
+        ctx.retire(raw);
     }
 
     fn count(&self, cause: RemovalCause) {
@@ -322,9 +327,12 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     ) -> &'g Table<K, V> {
         let fresh = Box::into_raw(Box::new(old.rebuilt()));
         // Release: publishes the fresh table's slots to readers that load
-        // the table pointer with Acquire.
-        self.table.store(fresh, Release);
-        let old = old as *const Table<K, V> as *mut Table<K, V>;
+        // the table pointer with Acquire. (The swap's read needs nothing:
+        // only writers, under the lock, store the pointer.) The returned
+        // pointer, not one derived from `old`, is the one to free through.
+        let old_raw = self.table.swap(fresh, Release);
+        debug_assert!(std::ptr::eq(old_raw, old));
+        let old = old_raw;
         // SAFETY: the old table is unreachable for new readers; readers
         // that loaded it are pinned. Dropping a table frees only its array,
         // never the entries (which now live in the fresh table).
@@ -419,8 +427,10 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         let mut w = self.lock();
         let old = self.table(ctx.guard);
         let fresh = Box::into_raw(Box::new(Table::new(old.len())));
-        // Release: publishes the empty table's initialised slots.
-        self.table.store(fresh, Release);
+        // Release: publishes the empty table's initialised slots (the
+        // swap's read: see `rebuild`).
+        let old_raw = self.table.swap(fresh, Release);
+        debug_assert!(std::ptr::eq(old_raw, old));
         for p in old.entries() {
             // SAFETY: linked entries stay alive while the lock is held.
             let e = unsafe { &*p };
@@ -434,7 +444,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             ctx.notice(p, cause);
             ctx.retire(p);
         }
-        let old = old as *const Table<K, V> as *mut Table<K, V>;
+        let old = old_raw;
         // SAFETY: as in `rebuild`: the old array alone is freed, after
         // every reader that loaded it unpins.
         unsafe { ctx.guard.defer_unchecked(move || drop(Box::from_raw(old))) };
@@ -443,6 +453,50 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         w.expiring = 0;
         w.cursor = 0;
         self.publish_len(&w);
+    }
+}
+
+impl<K: Eq, V> Shard<K, V> {
+    /// Checks the shard's invariants (for tests and fuzzing); panics with
+    /// what is broken.
+    pub(crate) fn validate(&self, guard: &Guard) {
+        use super::table::{tag_of, EMPTY, TOMBSTONE};
+        let w = self.lock();
+        let table = self.table(guard);
+        let (mut live, mut tombstones, mut expiring, mut empty) = (0, 0, 0, 0);
+        for i in 0..table.len() {
+            let p = table.load(i);
+            match table.tag(i) {
+                EMPTY => {
+                    assert!(p.is_null(), "slot {i}: empty tag, non-null pointer");
+                    empty += 1;
+                }
+                TOMBSTONE => {
+                    assert!(p == tombstone(), "slot {i}: tombstone tag, other pointer");
+                    tombstones += 1;
+                }
+                tag => {
+                    assert!(!p.is_null() && p != tombstone(), "slot {i}: tag, no entry");
+                    // SAFETY: linked entries stay alive while the lock is held.
+                    let e = unsafe { &*p };
+                    assert_eq!(tag, tag_of(e.hash), "slot {i}: wrong tag");
+                    assert!(
+                        matches!(table.find(e.hash, &e.key), Probe::Found(j, _) if j == i),
+                        "slot {i}: entry not reachable on its probe sequence"
+                    );
+                    assert!(e.node.is_live(), "slot {i}: linked entry, dead node");
+                    assert_eq!(e.node.entry(), p, "slot {i}: node points elsewhere");
+                    live += 1;
+                    expiring += usize::from(e.expires != NEVER);
+                }
+            }
+        }
+        assert!(empty > 0, "no empty slot: probes would not terminate early");
+        assert_eq!(live, w.policy.live(), "linked entries vs policy");
+        assert!(live <= w.policy.capacity(), "over capacity");
+        assert_eq!(tombstones, w.tombstones, "tombstone count");
+        assert_eq!(expiring, w.expiring, "expiring count");
+        assert_eq!(live, self.len(), "len");
     }
 }
 

@@ -100,12 +100,12 @@ pub(crate) struct ReadStripes {
 
 impl ReadStripes {
     pub(crate) fn new() -> Self {
-        // Under loom and shuttle a single stripe keeps runs deterministic.
-        let n = if cfg!(any(unlocked_loom, feature = "shuttle")) {
+        // Under loom and shuttle `cores()` is 1: a single stripe keeps runs
+        // deterministic.
+        let n = if crate::sync::cores() == 1 {
             1
         } else {
-            std::thread::available_parallelism()
-                .map_or(8, usize::from)
+            crate::sync::cores()
                 .saturating_mul(2)
                 .clamp(2, 256)
                 .next_power_of_two()

@@ -9,6 +9,12 @@
 //! the key it looks for, either its slot's state at the moment of the load
 //! or a null/tombstone that was there at some moment during its walk.
 //!
+//! Beside each slot a one-byte *tag* says what the slot holds: `EMPTY`
+//! (null), `TOMBSTONE`, or 8 bits of the key's hash (never 0 or 1). A probe
+//! walks the tags (64 to a cache line) and loads a slot's pointer, and
+//! dereferences the entry, only where the tag matches; without tags every
+//! occupied slot on the way costs a cache miss on its entry.
+//!
 //! Removal writes a tombstone, unless the next slot is null: then the slot
 //! and any tombstones just before it become null again (no key can lie
 //! beyond a null in its probe sequence). When tombstones pile up the writer
@@ -20,7 +26,19 @@ use std::borrow::Borrow;
 use std::ptr::NonNull;
 
 use super::entry::Entry;
-use crate::sync::{AtomicPtr, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use crate::sync::{AtomicPtr, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+
+/// Tag of a slot never used since the last rebuild (its pointer is null).
+pub(crate) const EMPTY: u8 = 0;
+/// Tag of a removed entry's slot (its pointer is the tombstone).
+pub(crate) const TOMBSTONE: u8 = 1;
+
+/// The tag of a key with this hash: 8 bits the shard and home slot do not
+/// use (for tables under 2^32 slots), never `EMPTY` or `TOMBSTONE`.
+#[inline]
+pub(crate) fn tag_of(hash: u64) -> u8 {
+    ((hash >> 32) as u8).max(2)
+}
 
 /// The tombstone: a non-null address no allocation can have.
 #[inline]
@@ -40,6 +58,7 @@ pub(crate) fn slots_for(capacity: usize) -> usize {
 
 pub(crate) struct Table<K, V> {
     slots: Box<[AtomicPtr<Entry<K, V>>]>,
+    tags: Box<[AtomicU8]>,
     mask: usize,
 }
 
@@ -58,6 +77,7 @@ impl<K, V> Table<K, V> {
             slots: (0..slots)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
+            tags: (0..slots).map(|_| AtomicU8::new(EMPTY)).collect(),
             mask: slots - 1,
         }
     }
@@ -80,6 +100,12 @@ impl<K, V> Table<K, V> {
         self.slots[i & self.mask].load(Acquire)
     }
 
+    /// Slot `i`'s tag (for the invariant checker).
+    pub(crate) fn tag(&self, i: usize) -> u8 {
+        // Acquire: as in `find`.
+        self.tags[i].load(Acquire)
+    }
+
     /// Finds `key`. Lock-free: readers and the writer both use it.
     ///
     /// The returned reference is valid while the caller stays pinned (the
@@ -90,19 +116,27 @@ impl<K, V> Table<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        let tag = tag_of(hash);
         let mut i = hash as usize & self.mask;
         for _ in 0..=self.mask {
-            let p = self.load(i);
-            if p.is_null() {
+            // Acquire: pairs with the Release tag store in `publish`, so a
+            // matching tag's slot pointer (stored before it) is visible.
+            let t = self.tags[i].load(Acquire);
+            if t == EMPTY {
                 return Probe::Absent;
             }
-            if p != tombstone() {
-                // SAFETY: a non-null, non-tombstone slot points at an entry
-                // that is freed only through the epoch collector after it
-                // was unlinked; the caller is pinned or holds the lock.
-                let e = unsafe { &*p };
-                if e.hash == hash && e.key.borrow() == key {
-                    return Probe::Found(i, e);
+            if t == tag {
+                let p = self.load(i);
+                // The slot may have changed since its tag was read.
+                if !p.is_null() && p != tombstone() {
+                    // SAFETY: a non-null, non-tombstone slot points at an
+                    // entry that is freed only through the epoch collector
+                    // after it was unlinked; the caller is pinned or holds
+                    // the lock.
+                    let e = unsafe { &*p };
+                    if e.hash == hash && e.key.borrow() == key {
+                        return Probe::Found(i, e);
+                    }
                 }
             }
             i = (i + 1) & self.mask;
@@ -141,8 +175,21 @@ impl<K, V> Table<K, V> {
         unreachable!("the occupancy limit keeps a null in the table");
     }
 
-    /// Publishes `entry` in slot `i`. Writer only.
+    /// Publishes `entry` in the free slot `i`. Writer only.
     pub(crate) fn publish(&self, i: usize, entry: *mut Entry<K, V>) {
+        // SAFETY: the writer publishes entries it just allocated.
+        let hash = unsafe { &*entry }.hash;
+        // Release: publishes the entry's fields to readers that load the
+        // slot with Acquire.
+        self.slots[i].store(entry, Release);
+        // Release: publishes the slot pointer to readers that load the tag
+        // with Acquire; from here on probes for the key stop at this slot.
+        self.tags[i].store(tag_of(hash), Release);
+    }
+
+    /// Replaces the entry in slot `i` by a new one for the same key (the
+    /// tag stays). Writer only.
+    pub(crate) fn replace(&self, i: usize, entry: *mut Entry<K, V>) {
         // Release: publishes the entry's fields to readers that load the
         // slot with Acquire.
         self.slots[i].store(entry, Release);
@@ -157,16 +204,24 @@ impl<K, V> Table<K, V> {
             // Relaxed: a tombstone publishes no data; readers that still
             // loaded the old pointer are protected by the epoch.
             self.slots[i].store(tombstone(), Relaxed);
+            // Relaxed: a reader that still sees the old tag loads the slot
+            // and finds the tombstone or the old entry (epoch-protected).
+            self.tags[i].store(TOMBSTONE, Relaxed);
             return 1;
         }
         // Relaxed: as above; a null publishes no data either.
         self.slots[i].store(std::ptr::null_mut(), Relaxed);
+        // Relaxed: as above; the next slot is empty, so no probe needs to
+        // pass this one.
+        self.tags[i].store(EMPTY, Relaxed);
         let mut cleared = 0;
         let mut j = (i + self.mask) & self.mask;
         // Relaxed: own stores, under the lock.
         while j != i && self.slots[j].load(Relaxed) == tombstone() {
             // Relaxed: as above.
             self.slots[j].store(std::ptr::null_mut(), Relaxed);
+            // Relaxed: as above.
+            self.tags[j].store(EMPTY, Relaxed);
             cleared += 1;
             j = (j + self.mask) & self.mask;
         }
@@ -189,6 +244,8 @@ impl<K, V> Table<K, V> {
             // Relaxed: the table is published by the Release swap of the
             // shard's table pointer.
             fresh.slots[i].store(p, Relaxed);
+            // Relaxed: as above.
+            fresh.tags[i].store(tag_of(hash), Relaxed);
         }
         fresh
     }
