@@ -19,7 +19,13 @@ use cache_support::{cpus, hit_ratio_table, workloads, HitCache};
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let started = std::time::Instant::now();
+    // HIT_RATIO_ONLY=zipf,P3 restricts the run to workloads whose name
+    // contains one of the words.
+    let only = std::env::var("HIT_RATIO_ONLY").unwrap_or_default();
     for w in workloads(quick) {
+        if !only.is_empty() && !only.split(',').any(|o| w.name.contains(o)) {
+            continue;
+        }
         let table = hit_ratio_table(&w, cpus());
         let names: Vec<&str> = HitCache::ALL.iter().map(|c| c.name()).collect();
         println!(

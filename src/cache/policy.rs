@@ -23,39 +23,51 @@
 //! # The policy: S3-FIFO
 //! S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction",
 //! SOSP 2023) keeps three FIFO queues:
-//! - **small** (10% of the capacity) takes every new key. Most keys of a scan
-//!   or of a one-hit-wonder workload are never read again; they leave from
-//!   here without disturbing anything else ("quick demotion").
+//! - **small** (10% of the capacity to start with) takes every new key. Most
+//!   keys of a scan or of a one-hit-wonder workload are never read again;
+//!   they leave from here without disturbing anything else ("quick
+//!   demotion").
 //! - **main** takes keys that were read while in small, and keys the ghost
 //!   remembers. It is a CLOCK on the readers' own counter: a key at the head
 //!   that was read since it was last examined goes round again with its
 //!   counter lowered by one (counters are capped at [`MAX_FREQUENCY`]); one
 //!   that was not is evicted.
-//! - **ghost** remembers fingerprints (not the entries) of the last
-//!   `capacity` keys that left small unread. A miss on a remembered key goes
-//!   straight into main: it came back soon, so it is not a one-hit wonder.
-//!   As the paper suggests, it is a bucketed table of 32-bit fingerprints
-//!   stamped with the ghost's insertion count, so it costs 8 bytes a slot and
-//!   an entry older than `capacity` insertions counts as gone.
+//! - **ghost** remembers fingerprints (not the entries) of the keys that
+//!   left small unread, for as long as `capacity` more keys leave small. A
+//!   miss on a remembered key goes straight into main: it came back soon, so
+//!   it is not a one-hit wonder. As the paper suggests, it is a bucketed
+//!   table of 32-bit fingerprints with stamps (8 bytes a slot, 1.5 slots a
+//!   remembered key), not a queue.
 //!
-//! The paper's constants are kept (small 10%, ghost as large as the cache,
-//! counters capped at 3); `docs/cache_policy.md` has the measurements behind
-//! not adding W-TinyLFU's frequency-sketch admission or a hill climber for
-//! small's share (neither beat the fixed design across the workloads).
+//! # Small's share adapts by marginal utility
+//! The paper fixes small at 10%. Recency-heavy workloads want a longer
+//! probation and frequency-heavy ones a shorter, so the share moves, by the
+//! marginal utility of an entry on either side (the principle of ARC's
+//! target and of utility-based cache partitioning): the ghost's stamps count
+//! small's departures, and a second, short ghost remembers the keys main
+//! evicted last. A miss on a key that left small fewer than `probe` (5% of
+//! the capacity) departures ago would have hit with a small `probe` longer; one
+//! on a key that main evicted within its last `probe` evictions would have hit
+//! with a main that much longer. The votes are counted over epochs of
+//! `capacity` inserts, and at the end of an epoch the share moves by 1% of
+//! the capacity towards the side that won, but only if it won by more than
+//! two standard deviations of the vote count (|grow − shrink|² > 4 × (grow +
+//! shrink)): noise does not make it drift, phases still move it. An
+//! undecided epoch keeps half its votes (a small shard, with few votes an
+//! epoch, still decides), and nobody votes until main has evicted `probe`
+//! keys (while the cache fills, only small's probe could vote). The share
+//! stays between [`SMALL_MIN_PERCENT`] and [`SMALL_MAX_PERCENT`].
 //!
-//! [`Tuning::probe_percent`] (off by default) adapts small's share by
-//! marginal utility: a second, short ghost remembers the keys main evicted
-//! last; a miss on a key small evicted within the last `probe` departures
-//! says a longer small would have hit (grow it), one on a key main evicted
-//! that recently says a longer main would have (shrink small). Measured, it
-//! gains about a point on OLTP at small capacities and on Zipf at 1,000
-//! entries, and loses up to 1.7 points on P3, whose phases make it swing;
-//! so it stays off until a damped version wins everywhere.
+//! Counters stay capped at 3 and the ghost as large as the cache, as in the
+//! paper. `docs/cache_policy.md` has the measurements, and those of what was
+//! tried and left out (W-TinyLFU's frequency-sketch admission, a hill
+//! climber on the hit ratio, an undamped adaptation).
 //!
 //! Why it resists scans: a scan's keys enter small, are never read again
 //! before small turns over, and leave without entering main, so the
 //! frequently used core in main stays resident (see the test
-//! `frequently_read_keys_survive_a_scan`).
+//! `frequently_read_keys_survive_a_scan`). The adaptation cannot undo that:
+//! a scan's keys never come back, so they cast no vote.
 //!
 //! Dead handles (removed by the shell) are skipped when met; when they
 //! outnumber the live ones the queues are compacted, so memory stays bounded
@@ -87,6 +99,13 @@ const SMALL_MIN_PERCENT: usize = 1;
 /// Largest share of the capacity for the small queue, in percent.
 const SMALL_MAX_PERCENT: usize = 50;
 
+/// Depth of the marginal-utility probes, in percent of the capacity.
+const PROBE_PERCENT: usize = 5;
+
+/// Step of small's share per significant epoch, in thousandths of the
+/// capacity.
+const STEP_PERMILLE: usize = 10;
+
 /// Depth of the marginal-utility probes for `capacity` entries.
 fn probe_depth(capacity: usize, tuning: Tuning) -> usize {
     if tuning.probe_percent == 0 {
@@ -115,6 +134,10 @@ pub(crate) struct Policy<H> {
     main_ghost: Ghost,
     /// Depth of the marginal-utility probes (0: off).
     probe: u32,
+    /// Probe hits of this epoch: (grow small, grow main).
+    votes: (u32, u32),
+    /// Inserts in this epoch.
+    epoch: usize,
     /// Sizes and switches.
     tuning: Tuning,
 }
@@ -140,8 +163,8 @@ impl Tuning {
     pub(crate) const DEFAULT: Tuning = Tuning {
         small_percent: SMALL_PERCENT,
         ghost_percent: 100,
-        probe_percent: 0,
-        step_permille: 0,
+        probe_percent: PROBE_PERCENT,
+        step_permille: STEP_PERMILLE,
     };
 }
 
@@ -164,6 +187,8 @@ impl<H: Handle> Policy<H> {
             ghost: Ghost::new(capacity.saturating_mul(tuning.ghost_percent) / 100),
             main_ghost: Ghost::new(probe_depth(capacity, tuning)),
             probe: probe_depth(capacity, tuning) as u32,
+            votes: (0, 0),
+            epoch: 0,
         }
     }
 
@@ -184,14 +209,34 @@ impl<H: Handle> Policy<H> {
         let hash = handle.hash();
         let age = self.ghost.take_age(hash);
         let to_main = age.is_some();
-        if self.probe > 0 {
+        // Both probes compare like with like only once main has evicted a
+        // probe's worth of keys (while the cache fills, only small's probe
+        // could vote).
+        if self.probe > 0 && self.main_ghost.ticks() >= u64::from(self.probe) {
             // Marginal utility: a key that left small unread less than
-            // `probe` evictions ago would have hit with a longer small; one
+            // `probe` departures ago would have hit with a longer small; one
             // that left main that recently, with a longer main.
             if age.is_some_and(|a| a < self.probe) {
-                self.move_small(true);
+                self.votes.0 += 1;
             } else if self.main_ghost.take(hash) {
-                self.move_small(false);
+                self.votes.1 += 1;
+            }
+            self.epoch += 1;
+            if self.epoch >= self.capacity {
+                // Move only on a significant difference (two standard
+                // deviations of the vote count), so noise does not drift.
+                let (g, s) = self.votes;
+                let d = g as f64 - s as f64;
+                if d * d > 4.0 * (g + s) as f64 {
+                    self.move_small(d > 0.0);
+                    self.votes = (0, 0);
+                } else {
+                    // Not significant yet: keep half the evidence, so that a
+                    // small shard (few votes an epoch) still decides, and old
+                    // votes fade.
+                    self.votes = (g / 2, s / 2);
+                }
+                self.epoch = 0;
             }
         }
         while self.live >= self.capacity {
@@ -219,6 +264,9 @@ impl<H: Handle> Policy<H> {
         self.live = 0;
         self.ghost.clear();
         self.main_ghost.clear();
+        self.small_target = (self.capacity * self.tuning.small_percent / 100).max(1);
+        self.votes = (0, 0);
+        self.epoch = 0;
         let small = self.small.drain(..);
         small
             .chain(self.main.drain(..))
@@ -226,7 +274,7 @@ impl<H: Handle> Policy<H> {
             .collect()
     }
 
-    /// Moves small's target one entry towards the side with the higher
+    /// Moves small's target one step towards the side with the higher
     /// marginal utility, within [`SMALL_MIN_PERCENT`] and
     /// [`SMALL_MAX_PERCENT`] of the capacity.
     fn move_small(&mut self, grow: bool) {
@@ -320,8 +368,9 @@ impl<H: Handle> Policy<H> {
 const BUCKET: usize = 8;
 
 /// A bounded set of recently evicted keys, remembered by 32-bit fingerprints
-/// stamped with the insertion count: an entry more than `capacity`
-/// insertions old counts as forgotten, as in a FIFO of that length. When a
+/// stamped with a clock that advances on every insertion and every
+/// [`Ghost::tick`]: an entry more than `capacity` ticks old counts as
+/// forgotten, as in a FIFO of that length. When a
 /// bucket is full the oldest slot is overwritten (a key forgotten a little
 /// early); a fingerprint collision makes a key look remembered (it then goes
 /// to main a little early). Both only shade the hit ratio.
@@ -334,8 +383,10 @@ struct Ghost {
     slots: Vec<(u32, u32)>,
     /// `slots.len() / BUCKET`.
     buckets: usize,
-    /// Insertions so far (wrapping).
+    /// The clock: insertions and ticks so far (wrapping).
     now: u32,
+    /// The clock, not wrapping and not cleared.
+    total: u64,
 }
 
 impl Ghost {
@@ -352,6 +403,7 @@ impl Ghost {
             },
             buckets,
             now: 0,
+            total: 0,
         }
     }
 
@@ -368,9 +420,16 @@ impl Ghost {
         (&mut self.slots[start..start + BUCKET], fingerprint)
     }
 
-    /// Ages every fingerprint by one insertion without inserting.
+    /// Advances the clock without inserting (small's promotions, so that ages
+    /// count all of small's departures).
     fn tick(&mut self) {
         self.now = self.now.wrapping_add(1);
+        self.total += 1;
+    }
+
+    /// Insertions and ticks since the ghost was made.
+    fn ticks(&self) -> u64 {
+        self.total
     }
 
     /// Remembers `hash`, overwriting a forgotten or the oldest slot.
@@ -378,7 +437,7 @@ impl Ghost {
         if self.capacity == 0 {
             return;
         }
-        self.now = self.now.wrapping_add(1);
+        self.tick();
         let (now, capacity) = (self.now, self.capacity);
         let (bucket, fp) = self.locate(hash);
         let age = |stamp: u32| now.wrapping_sub(stamp);

@@ -348,12 +348,7 @@ fn a_key_the_ghost_remembers_goes_to_main() {
 #[cfg_attr(miri, ignore)]
 fn adaptive_small_share_stays_in_bounds() {
     let capacity = 1000;
-    let tuning = Tuning {
-        probe_percent: 5,
-        step_permille: 5,
-        ..Tuning::DEFAULT
-    };
-    let mut sim = Sim::with_tuning(capacity, tuning);
+    let mut sim = Sim::new(capacity);
     let mut rng = Rng(99);
     let (mut lo, mut hi) = (usize::MAX, 0);
     for i in 0..300_000u64 {

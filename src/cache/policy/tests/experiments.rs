@@ -121,6 +121,19 @@ fn hit_ratios() {
     if only.is_empty() || only.contains("p3") {
         workloads.push(("P3".into(), trace("P3"), vec![8192, 32768, 131072]));
     }
+    if only.contains("shard") {
+        // One shard of a sharded cache: 1/8 of the keys and of the capacity.
+        workloads.push((
+            "zipf0.8/8".into(),
+            zipf(12_500, 0.8, 125_000, 1),
+            vec![125, 1250],
+        ));
+        workloads.push((
+            "zipf1.0/8".into(),
+            zipf(12_500, 1.0, 125_000, 2),
+            vec![125, 1250],
+        ));
+    }
     if only.is_empty() || only.contains("zipf") {
         workloads.push((
             "zipf0.8".into(),
@@ -152,6 +165,7 @@ fn hit_ratios() {
                     "default" => {}
                     "probe" => t.probe_percent = val.parse().unwrap(),
                     "step" => t.step_permille = val.parse().unwrap(),
+                    "fixed" => t.probe_percent = 0,
                     "small" => t.small_percent = val.parse().unwrap(),
                     "ghost" => t.ghost_percent = val.parse().unwrap(),
                     _ => panic!("unknown {k}"),
