@@ -70,10 +70,10 @@ impl<'g, K, V> Ctx<'g, K, V> {
 
     /// Retires an unlinked entry: freed once no pinned thread can see it.
     fn retire(&self, e: *mut Entry<K, V>) {
-        // SAFETY: `e` was unlinked from the table (or never published) by
-        // the writer holding the lock, and is retired exactly once; readers
-        // that loaded it are pinned, and the collector frees it only after
-        // they unpin.
+        // `e` was unlinked from the table (or never published) by the writer
+        // holding the lock, and is retired exactly once.
+        // SAFETY: readers that loaded `e` are pinned, and the collector
+        // frees it only after they unpin.
         unsafe { self.guard.defer_unchecked(move || drop(Box::from_raw(e))) };
     }
 }

@@ -129,10 +129,10 @@ impl<K, V> Table<K, V> {
                 let p = self.load(i);
                 // The slot may have changed since its tag was read.
                 if !p.is_null() && p != tombstone() {
-                    // SAFETY: a non-null, non-tombstone slot points at an
-                    // entry that is freed only through the epoch collector
-                    // after it was unlinked; the caller is pinned or holds
-                    // the lock.
+                    // A non-null, non-tombstone slot points at an entry
+                    // that is freed only through the epoch collector.
+                    // SAFETY: it is freed after it was unlinked, and the
+                    // caller is pinned or holds the lock.
                     let e = unsafe { &*p };
                     if e.hash == hash && e.key.borrow() == key {
                         return Probe::Found(i, e);
