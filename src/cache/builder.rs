@@ -1,12 +1,11 @@
 //! [`CacheBuilder`] and [`BuildError`].
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Cache, Listener, RemovalCause};
+use super::{Cache, Listener, RandomState, RemovalCause};
 use crate::clock::{Clock, SystemClock};
 
 /// A setting [`CacheBuilder::build`] refused.
@@ -96,7 +95,7 @@ impl<K, V> CacheBuilder<K, V, RandomState> {
             ttl: None,
             shards: None,
             clock: None,
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             listener: None,
         }
     }
@@ -171,8 +170,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// The hasher for keys (default: std's randomly keyed `RandomState`,
-    /// which resists hash flooding).
+    /// The hasher for keys (default: [`RandomState`], foldhash's randomly
+    /// seeded fast hasher; pass std's
+    /// `std::collections::hash_map::RandomState` for SipHash).
     ///
     /// # Examples
     /// ```
