@@ -95,7 +95,7 @@ impl<K, V> CacheBuilder<K, V, RandomState> {
             ttl: None,
             shards: None,
             clock: None,
-            hasher: RandomState::default(),
+            hasher: RandomState::new(),
             listener: None,
         }
     }
@@ -170,8 +170,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// The hasher for keys (default: [`RandomState`], foldhash's randomly
-    /// seeded fast hasher; pass std's
+    /// The hasher for keys (default: [`RandomState`], foldhash keyed from
+    /// the OS's randomness; pass std's
     /// `std::collections::hash_map::RandomState` for SipHash).
     ///
     /// # Examples
