@@ -23,8 +23,11 @@ mod cache_support;
 
 use cache_support::{caches, oversubscribed, MIXES};
 
-/// Requests each thread makes per criterion iteration.
-const OPS_PER_THREAD: usize = 16_384;
+/// Requests each thread makes per criterion iteration: enough (about a
+/// millisecond for the fast caches) that the two barrier hand-offs of a run
+/// (tens of microseconds on a loaded VM) stay a small part of it; with
+/// 16,384 they capped the fastest caches at about half their rate.
+const OPS_PER_THREAD: usize = 1 << 16;
 
 /// Thread counts of the sweep.
 const THREADS: [usize; 4] = [1, 2, 4, 8];

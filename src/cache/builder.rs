@@ -1,12 +1,11 @@
 //! [`CacheBuilder`] and [`BuildError`].
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Cache, Listener, RemovalCause};
+use super::{Cache, Listener, RandomState, RemovalCause};
 use crate::clock::{Clock, SystemClock};
 
 /// A setting [`CacheBuilder::build`] refused.
@@ -171,8 +170,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// The hasher for keys (default: std's randomly keyed `RandomState`,
-    /// which resists hash flooding).
+    /// The hasher for keys (default: [`RandomState`], foldhash keyed from
+    /// the OS's randomness; pass std's
+    /// `std::collections::hash_map::RandomState` for SipHash).
     ///
     /// # Examples
     /// ```

@@ -22,7 +22,7 @@ use crate::sync::{
     AtomicPtr, AtomicU8, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{CachePadded, Mutex, MutexGuard};
 
 /// Slots a writer inspects for expired entries per insert.
 const SWEEP_PER_INSERT: usize = 2;
@@ -98,8 +98,10 @@ struct Writer<K, V> {
 
 pub(crate) struct Shard<K, V> {
     /// The current table; replaced (Release) only by a writer's rebuild or
-    /// clear.
-    table: AtomicPtr<Table<K, V>>,
+    /// clear. On a cache line of its own: every `get` loads it, and the
+    /// fields below (the lock word, `len`, the counters) are written by
+    /// every insert, which would otherwise invalidate readers' copy.
+    table: CachePadded<AtomicPtr<Table<K, V>>>,
     /// Linked entries, mirrored from the policy after each write.
     len: AtomicUsize,
     writer: Mutex<Writer<K, V>>,
@@ -112,7 +114,7 @@ impl<K, V> Shard<K, V> {
     pub(crate) fn new(capacity: usize) -> Self {
         let table = Box::new(Table::new(slots_for(capacity)));
         Shard {
-            table: AtomicPtr::new(Box::into_raw(table)),
+            table: CachePadded::new(AtomicPtr::new(Box::into_raw(table))),
             len: AtomicUsize::new(0),
             writer: Mutex::new(Writer {
                 policy: Policy::new(capacity),
