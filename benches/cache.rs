@@ -3,7 +3,7 @@
 //!
 //! One group per mix (`read-100`, `read-90-insert-10`, `read-50-insert-50`);
 //! in each, every cache of `cache_support::caches()` (unlocked, quick_cache,
-//! moka, mini-moka, dashmap with no eviction, and the seeds' `TTLCache`
+//! moka, mini-moka, dashmap and flurry with no eviction, and the seeds' `TTLCache`
 //! ported to Rust as `Mutex<LruCache>` with TTL) at 1, 2, 4 and 8 threads.
 //! Thread counts above the core count carry `-oversubscribed` in their id.
 //! Keys are Zipf (s = 1.0) over 65,536 keys, from seeded generators; the

@@ -362,6 +362,25 @@ impl BenchCache for DashCeiling {
     }
 }
 
+/// flurry (Java's ConcurrentHashMap design: lock-free reads, per-bin locks
+/// on writes, seize reclamation) with no eviction: a second ceiling, and the
+/// palette's candidate for the cache's table.
+pub type FlurryCeiling = flurry::HashMap<u64, u64>;
+
+impl BenchCache for FlurryCeiling {
+    const NAME: &'static str = "flurry (no eviction)";
+    const ROLE: Role = Role::Ceiling;
+    fn with_capacity(capacity: usize) -> Self {
+        flurry::HashMap::with_capacity(capacity)
+    }
+    fn get(&self, key: u64) -> bool {
+        self.pin().get(&key).is_some()
+    }
+    fn insert(&self, key: u64, value: u64) {
+        self.pin().insert(key, value);
+    }
+}
+
 /// Statistics of [`TtlLru`], kept under its lock as the seeds' do.
 #[derive(Debug, Default)]
 struct TtlStats {
@@ -615,6 +634,7 @@ pub fn caches() -> Vec<CacheSpec> {
         spec::<moka::sync::Cache<u64, u64>>(),
         spec::<mini_moka::sync::Cache<u64, u64>>(),
         spec::<DashCeiling>(),
+        spec::<FlurryCeiling>(),
         spec::<TtlLru>(),
     ]
 }

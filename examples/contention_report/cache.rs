@@ -146,7 +146,7 @@ pub(crate) fn cache_throughput_section(cfg: &Config) -> Section {
          gets and inserts mixed per the scenario\n\
          - each point: one calibration/warm-up run, then {runs} measured runs \
          of {}; cells are the median, in millions of requests per second\n\
-         - dashmap never evicts: it is the ceiling, not a cache; the lock \
+         - dashmap and flurry never evict: they are ceilings, not caches; the lock \
          baseline is the seeds' `TTLCache` ported to Rust (`Mutex<LruCache>` \
          with per-entry expiry and statistics)\n\
          - oversubscribed: threads > {} CPUs\n",
