@@ -8,7 +8,7 @@ use crate::cache_support::{
     caches, cpus, hit_ratio_table, oversubscribed, threads_label, workloads, CacheSpec, HitCache,
     Mix, Role, Runner, MIXES, THROUGHPUT_CAPACITY, THROUGHPUT_KEYS, THROUGHPUT_ZIPF,
 };
-use crate::{Config, Plot, Section, Stats};
+use crate::{calibrate, median_row, Config, Plot, Section, Stats};
 
 /// Requests per thread in every `--quick` throughput run.
 const QUICK_OPS: usize = 2_000;
@@ -217,15 +217,10 @@ fn ops_per_thread(cfg: &Config, runner: &mut dyn Runner) -> usize {
         runner.run(QUICK_OPS);
         return QUICK_OPS;
     }
-    let mut n = 4096;
-    loop {
-        let took = runner.run(n);
-        if took >= RUN_TARGET / 8 || n >= 1 << 26 {
-            let scale = RUN_TARGET.as_secs_f64() / took.as_secs_f64().max(1e-6);
-            return ((n as f64 * scale) as usize).clamp(1024, 1 << 28);
-        }
-        n *= 4;
-    }
+    let n = calibrate(RUN_TARGET, (4096, 1 << 26), (1024, 1 << 28), |n| {
+        runner.run(n as usize)
+    });
+    n as usize
 }
 
 /// Column headers for every thread count.
@@ -254,17 +249,7 @@ fn mix_markdown(mix: Mix, rows: &[Row]) -> String {
     );
     md.push_str(&table_header("cache"));
     for row in rows {
-        let cells: Vec<String> = row
-            .points
-            .iter()
-            .map(|s| format!("{:.2}", s.median))
-            .collect();
-        let _ = writeln!(
-            md,
-            "| {} | {} |",
-            display_name(&row.spec),
-            cells.join(" | ")
-        );
+        md.push_str(&median_row(&display_name(&row.spec), &row.points));
     }
     if let Some(subject) = rows.iter().find(|r| r.spec.role == Role::Subject) {
         md.push_str("\nRatios (higher is better for `unlocked`):\n\n");

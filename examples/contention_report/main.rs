@@ -147,6 +147,33 @@ impl Stats {
     }
 }
 
+/// Work per thread for a run of about `target`: starts at `first` and grows
+/// by 4 until a run takes at least an eighth of `target` (or `n` reaches
+/// `limit`), then scales; the result is clamped to `min..=max`. `run(n)`
+/// times one run of `n` units.
+fn calibrate(
+    target: Duration,
+    (first, limit): (u64, u64),
+    (min, max): (u64, u64),
+    mut run: impl FnMut(u64) -> Duration,
+) -> u64 {
+    let mut n = first;
+    loop {
+        let took = run(n);
+        if took >= target / 8 || n >= limit {
+            let scale = target.as_secs_f64() / took.as_secs_f64().max(1e-6);
+            return ((n as f64 * scale) as u64).clamp(min, max);
+        }
+        n *= 4;
+    }
+}
+
+/// One markdown table row: `name`, then each point's median to 2 places.
+fn median_row(name: &str, points: &[Stats]) -> String {
+    let cells: Vec<String> = points.iter().map(|s| format!("{:.2}", s.median)).collect();
+    format!("| {name} | {} |\n", cells.join(" | "))
+}
+
 /// Parses `--quick` and `--out DIR`.
 fn parse_args() -> Res<Config> {
     let target =

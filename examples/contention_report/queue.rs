@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::support::{
     cpus, oversubscribed, pairs_label, queues, Job, QueueSpec, Role, Runner, Scenario, SCENARIOS,
 };
-use crate::{Config, Plot, Section, Stats, RUN_TARGET};
+use crate::{calibrate, median_row, Config, Plot, Section, Stats, RUN_TARGET};
 
 /// Values per producer in every `--quick` run.
 pub(crate) const QUICK_PER_PRODUCER: u64 = 2_000;
@@ -90,20 +90,14 @@ fn values_per_producer(cfg: &Config, runner: &mut dyn Runner, target: Duration) 
     if cfg.quick {
         return QUICK_PER_PRODUCER;
     }
-    let mut n: u64 = 4096;
-    loop {
-        let took = runner
+    calibrate(target, (4096, 1 << 26), (1024, 1 << 30), |n| {
+        runner
             .run(Job {
                 per_producer: n,
                 sample: false,
             })
-            .elapsed;
-        if took >= target / 8 || n >= 1 << 26 {
-            let scale = target.as_secs_f64() / took.as_secs_f64().max(1e-6);
-            return ((n as f64 * scale) as u64).clamp(1024, 1 << 30);
-        }
-        n *= 4;
-    }
+            .elapsed
+    })
 }
 
 /// Column header for `pairs`, flagged when oversubscribed.
@@ -140,17 +134,7 @@ fn scenario_markdown(cfg: &Config, scenario: &Scenario, rows: &[Row]) -> String 
     );
     md.push_str(&table_header("implementation"));
     for row in rows {
-        let cells: Vec<String> = row
-            .points
-            .iter()
-            .map(|s| format!("{:.2}", s.median))
-            .collect();
-        let _ = writeln!(
-            md,
-            "| {} | {} |",
-            display_name(&row.spec),
-            cells.join(" | ")
-        );
+        md.push_str(&median_row(&display_name(&row.spec), &row.points));
     }
     md.push_str("\nRatios (higher is better for `unlocked`):\n\n");
     md.push_str(&ratio_table(rows));

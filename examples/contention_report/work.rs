@@ -12,7 +12,7 @@ mod work_support;
 
 use work_support::{cpus, work_specs, Role, Runner, WorkSpec, BACKLOG};
 
-use crate::{Config, Plot, Section, Stats};
+use crate::{calibrate, median_row, Config, Plot, Section, Stats};
 
 /// Worker counts of the sweep.
 const WORKERS: [usize; 4] = [1, 2, 4, 8];
@@ -52,12 +52,7 @@ pub(crate) fn work_section(cfg: &Config) -> Section {
     );
     md.push_str(&header("implementation"));
     for r in &rows {
-        let cells: Vec<String> = r
-            .points
-            .iter()
-            .map(|s| format!("{:.2}", s.median))
-            .collect();
-        let _ = writeln!(md, "| {} | {} |", name(&r.spec), cells.join(" | "));
+        md.push_str(&median_row(&name(&r.spec), &r.points));
     }
     md.push_str("\nRatios (higher is better for `unlocked`):\n\n");
     md.push_str(&ratios(&rows));
@@ -101,15 +96,9 @@ fn cycles_per_worker(cfg: &Config, runner: &mut dyn Runner) -> u64 {
         runner.run(QUICK_CYCLES);
         return QUICK_CYCLES;
     }
-    let mut n: u64 = 1024;
-    loop {
-        let took = runner.run(n);
-        if took >= RUN_TARGET / 8 || n >= 1 << 24 {
-            let scale = RUN_TARGET.as_secs_f64() / took.as_secs_f64().max(1e-6);
-            return ((n as f64 * scale) as u64).clamp(256, 1 << 26);
-        }
-        n *= 4;
-    }
+    calibrate(RUN_TARGET, (1024, 1 << 24), (256, 1 << 26), |n| {
+        runner.run(n)
+    })
 }
 
 fn header(first: &str) -> String {
