@@ -126,6 +126,18 @@ impl<T> Subscription<T> {
         self.shared.closed.load(SeqCst)
     }
 
+    /// `Some(outcome)` when there is no need to wait: a newer version
+    /// (`Some(snapshot)`), or the store is gone (`None`).
+    fn ready(&mut self) -> Option<Option<Snapshot<T>>> {
+        if let Some(s) = self.try_changed() {
+            return Some(Some(s));
+        }
+        if self.closed() {
+            return Some(None);
+        }
+        None
+    }
+
     /// Waits up to `timeout` for a newer version and returns the latest.
     /// `None` on timeout, or once the store is dropped.
     ///
@@ -139,18 +151,12 @@ impl<T> Subscription<T> {
     pub fn changed_timeout(&mut self, timeout: Duration) -> Option<Snapshot<T>> {
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            if let Some(s) = self.try_changed() {
-                return Some(s);
-            }
-            if self.closed() {
-                return None;
+            if let Some(outcome) = self.ready() {
+                return outcome;
             }
             let listener = self.shared.event.listen();
-            if let Some(s) = self.try_changed() {
-                return Some(s);
-            }
-            if self.closed() {
-                return None;
+            if let Some(outcome) = self.ready() {
+                return outcome;
             }
             match deadline {
                 Some(deadline) => {
@@ -177,18 +183,12 @@ impl<T> Subscription<T> {
     /// ```
     pub async fn changed(&mut self) -> Option<Snapshot<T>> {
         loop {
-            if let Some(s) = self.try_changed() {
-                return Some(s);
-            }
-            if self.closed() {
-                return None;
+            if let Some(outcome) = self.ready() {
+                return outcome;
             }
             let listener = self.shared.event.listen();
-            if let Some(s) = self.try_changed() {
-                return Some(s);
-            }
-            if self.closed() {
-                return None;
+            if let Some(outcome) = self.ready() {
+                return outcome;
             }
             listener.await;
         }
