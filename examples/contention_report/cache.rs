@@ -8,7 +8,7 @@ use crate::cache_support::{
     caches, cpus, hit_ratio_table, oversubscribed, threads_label, workloads, CacheSpec, HitCache,
     Mix, Role, Runner, MIXES, THROUGHPUT_CAPACITY, THROUGHPUT_KEYS, THROUGHPUT_ZIPF,
 };
-use crate::{calibrate, median_row, Config, Plot, Section, Stats};
+use crate::{calibrate, median_row, ratio_row, Config, Plot, Section, Stats};
 
 /// Requests per thread in every `--quick` throughput run.
 const QUICK_OPS: usize = 2_000;
@@ -255,18 +255,11 @@ fn mix_markdown(mix: Mix, rows: &[Row]) -> String {
         md.push_str("\nRatios (higher is better for `unlocked`):\n\n");
         md.push_str(&table_header("ratio"));
         for row in rows.iter().filter(|r| r.spec.role != Role::Subject) {
-            let cells: Vec<String> = subject
-                .points
-                .iter()
-                .zip(&row.points)
-                .map(|(s, p)| format!("{:.2}×", s.median / p.median))
-                .collect();
-            let _ = writeln!(
-                md,
-                "| unlocked / {} | {} |",
-                display_name(&row.spec),
-                cells.join(" | ")
-            );
+            md.push_str(&ratio_row(
+                &display_name(&row.spec),
+                &subject.points,
+                &row.points,
+            ));
         }
     }
     let flagged = THREADS.iter().any(|&t| oversubscribed(t));

@@ -174,6 +174,17 @@ fn median_row(name: &str, points: &[Stats]) -> String {
     format!("| {name} | {} |\n", cells.join(" | "))
 }
 
+/// One ratio-table row: `unlocked / name`, then the subject's median over
+/// the peer's at each point.
+fn ratio_row(name: &str, subject: &[Stats], peer: &[Stats]) -> String {
+    let cells: Vec<String> = subject
+        .iter()
+        .zip(peer)
+        .map(|(s, p)| format!("{:.2}×", s.median / p.median))
+        .collect();
+    format!("| unlocked / {name} | {} |\n", cells.join(" | "))
+}
+
 /// Parses `--quick` and `--out DIR`.
 fn parse_args() -> Res<Config> {
     let target =

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::support::{
     cpus, oversubscribed, pairs_label, queues, Job, QueueSpec, Role, Runner, Scenario, SCENARIOS,
 };
-use crate::{calibrate, median_row, Config, Plot, Section, Stats, RUN_TARGET};
+use crate::{calibrate, median_row, ratio_row, Config, Plot, Section, Stats, RUN_TARGET};
 
 /// Values per producer in every `--quick` run.
 pub(crate) const QUICK_PER_PRODUCER: u64 = 2_000;
@@ -162,18 +162,11 @@ fn ratio_table(rows: &[Row]) -> String {
     };
     let mut md = table_header("ratio");
     for row in rows.iter().filter(|r| r.spec.role != Role::Subject) {
-        let cells: Vec<String> = subject
-            .points
-            .iter()
-            .zip(&row.points)
-            .map(|(s, p)| format!("{:.2}×", s.median / p.median))
-            .collect();
-        let _ = writeln!(
-            md,
-            "| unlocked / {} | {} |",
-            display_name(&row.spec),
-            cells.join(" | ")
-        );
+        md.push_str(&ratio_row(
+            &display_name(&row.spec),
+            &subject.points,
+            &row.points,
+        ));
     }
     md
 }

@@ -12,7 +12,7 @@ mod work_support;
 
 use work_support::{cpus, work_specs, Role, Runner, WorkSpec, BACKLOG};
 
-use crate::{calibrate, median_row, Config, Plot, Section, Stats};
+use crate::{calibrate, median_row, ratio_row, Config, Plot, Section, Stats};
 
 /// Worker counts of the sweep.
 const WORKERS: [usize; 4] = [1, 2, 4, 8];
@@ -134,18 +134,7 @@ fn ratios(rows: &[Row]) -> String {
     };
     let mut md = header("ratio");
     for row in rows.iter().filter(|r| r.spec.role != Role::Subject) {
-        let cells: Vec<String> = subject
-            .points
-            .iter()
-            .zip(&row.points)
-            .map(|(s, p)| format!("{:.2}×", s.median / p.median))
-            .collect();
-        let _ = writeln!(
-            md,
-            "| unlocked / {} | {} |",
-            name(&row.spec),
-            cells.join(" | ")
-        );
+        md.push_str(&ratio_row(&name(&row.spec), &subject.points, &row.points));
     }
     md
 }
