@@ -31,9 +31,16 @@ use rand_distr::{Distribution, Zipf};
 // Workloads
 // ---------------------------------------------------------------------------
 
-/// Where the committed traces are.
+/// Where the committed traces are: `benches/traces` under the crate this
+/// was built from, or under the working directory when that is gone (a
+/// binary copied to another machine and run from a checkout there).
 pub fn trace_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/traces")
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/traces");
+    if built.is_dir() {
+        built
+    } else {
+        PathBuf::from("benches/traces")
+    }
 }
 
 /// Reads `benches/traces/{name}.lis.zst` as a key stream: each line

@@ -20,8 +20,10 @@ const RUN_TARGET: Duration = Duration::from_millis(100);
 /// Measured throughput runs per point in a full report, at most.
 const MAX_RUNS: usize = 3;
 
-/// Thread counts of the throughput sweep.
-const THREADS: [usize; 4] = [1, 2, 4, 8];
+/// Thread counts of the sweep (`--threads` overrides them).
+fn threads() -> &'static [usize] {
+    crate::sweep(&[1, 2, 4, 8])
+}
 
 // ---------------------------------------------------------------------------
 // Hit ratio
@@ -162,7 +164,7 @@ pub(crate) fn cache_throughput_section(cfg: &Config) -> Section {
             .into_iter()
             .map(|spec| Row {
                 spec,
-                points: THREADS
+                points: threads()
                     .iter()
                     .map(|&t| measure_point(cfg, runs, mix, &spec, t))
                     .collect(),
@@ -177,7 +179,7 @@ pub(crate) fn cache_throughput_section(cfg: &Config) -> Section {
             series: rows
                 .iter()
                 .map(|r| {
-                    let pts = THREADS
+                    let pts = threads()
                         .iter()
                         .zip(&r.points)
                         .map(|(&t, p)| (t as f64, p.median))
@@ -225,8 +227,8 @@ fn ops_per_thread(cfg: &Config, runner: &mut dyn Runner) -> usize {
 
 /// Column headers for every thread count.
 fn table_header(first: &str) -> String {
-    let cols: Vec<String> = THREADS.iter().map(|&t| threads_label(t)).collect();
-    let seps = vec!["---:"; THREADS.len()].join(" | ");
+    let cols: Vec<String> = threads().iter().map(|&t| threads_label(t)).collect();
+    let seps = vec!["---:"; threads().len()].join(" | ");
     format!("| {first} | {} |\n|---| {seps} |\n", cols.join(" | "))
 }
 
@@ -262,7 +264,7 @@ fn mix_markdown(mix: Mix, rows: &[Row]) -> String {
             ));
         }
     }
-    let flagged = THREADS.iter().any(|&t| oversubscribed(t));
+    let flagged = threads().iter().any(|&t| oversubscribed(t));
     if flagged {
         md.push_str("\nOversubscribed columns measure scheduling as much as the cache.\n");
     }

@@ -15,8 +15,10 @@ mod harness;
 
 use harness::{calibrate, run, Impl};
 
-/// Reader counts of the sweep.
-const READERS: [usize; 3] = [1, 2, 4];
+/// Reader counts of the sweep (`--threads` overrides them).
+fn readers() -> &'static [usize] {
+    crate::sweep(&[1, 2, 4])
+}
 
 /// Target duration of one measured run.
 fn run_target(cfg: &Config) -> Duration {
@@ -62,7 +64,7 @@ pub(crate) fn config_section(cfg: &Config) -> Section {
             .iter()
             .zip(&ops)
             .map(|(&i, &n)| {
-                READERS
+                readers()
                     .iter()
                     .map(|&r| measure(cfg, i, r, writer, n))
                     .collect()
@@ -87,7 +89,7 @@ fn table_markdown(md: &mut String, writer: bool, table: &[Vec<Stats>]) {
             "Readers only"
         }
     );
-    let head: Vec<String> = READERS
+    let head: Vec<String> = readers()
         .iter()
         .map(|&r| {
             let over = if r + usize::from(writer) > cpus() {
@@ -99,7 +101,7 @@ fn table_markdown(md: &mut String, writer: bool, table: &[Vec<Stats>]) {
         })
         .collect();
     let _ = writeln!(md, "| implementation | {} |", head.join(" | "));
-    let _ = writeln!(md, "|---|{}", "---:|".repeat(READERS.len()));
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(readers().len()));
     for (i, row) in Impl::ALL.iter().zip(table) {
         let cells: Vec<String> = row
             .iter()
@@ -119,7 +121,7 @@ fn cost_ratio(table: &[Vec<Stats>], a: Impl, b: Impl, col: usize) -> f64 {
 
 fn goals_markdown(md: &mut String, writer: bool, table: &[Vec<Stats>]) {
     let line = |name: &str, a, b, goal: &str| -> String {
-        let vals: Vec<String> = (0..READERS.len())
+        let vals: Vec<String> = (0..readers().len())
             .map(|c| format!("{:.2}x", cost_ratio(table, a, b, c)))
             .collect();
         format!("| {name} | {} | {goal} |\n", vals.join(" | "))
@@ -127,9 +129,13 @@ fn goals_markdown(md: &mut String, writer: bool, table: &[Vec<Stats>]) {
     let _ = writeln!(
         md,
         "| read cost ratio | {} | goal |",
-        READERS.map(|r| format!("{r}r")).join(" | ")
+        readers()
+            .iter()
+            .map(|r| format!("{r}r"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
-    let _ = writeln!(md, "|---|{}---|", "---:|".repeat(READERS.len()));
+    let _ = writeln!(md, "|---|{}---|", "---:|".repeat(readers().len()));
     md.push_str(&line(
         "`load()` / arc-swap `load`",
         Impl::Load,
@@ -142,7 +148,7 @@ fn goals_markdown(md: &mut String, writer: bool, table: &[Vec<Stats>]) {
         Impl::ArcSwapCache,
         "≤ 2x",
     ));
-    let seeds: Vec<String> = (0..READERS.len())
+    let seeds: Vec<String> = (0..readers().len())
         .map(|c| {
             format!(
                 "{:.0}x",
@@ -156,7 +162,7 @@ fn goals_markdown(md: &mut String, writer: bool, table: &[Vec<Stats>]) {
         "| seeds' design / `load()` | {} | {goal} |",
         seeds.join(" | ")
     );
-    let rw: Vec<String> = (0..READERS.len())
+    let rw: Vec<String> = (0..readers().len())
         .map(|c| format!("{:.1}x", cost_ratio(table, Impl::RwLockArc, Impl::Load, c)))
         .collect();
     let _ = writeln!(
@@ -186,7 +192,7 @@ fn plot(writer: bool, table: &[Vec<Stats>]) -> Plot {
             .iter()
             .zip(table)
             .map(|(i, row)| {
-                let pts = READERS
+                let pts = readers()
                     .iter()
                     .zip(row)
                     .map(|(&r, st)| (r as f64, st.median))

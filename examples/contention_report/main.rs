@@ -1,7 +1,8 @@
 //! Contention report: the project's main measurement.
 //!
 //! ```text
-//! cargo run --release --example contention_report [-- [--quick] [--out DIR]]
+//! cargo run --release --example contention_report [-- [--quick] [--out DIR]
+//!     [--threads 1,2,4,8] [--sections queue,queue-latency,work,config,cache-hit-ratio,cache]]
 //! ```
 //!
 //! Runs a short sweep of `unlocked`'s queues against their peers
@@ -13,7 +14,10 @@
 //! then writes `report.md` and one SVG plot per scenario to
 //! `$CARGO_TARGET_DIR/contention-report/` (default `target/`). Every figure
 //! and ratio comes from this run. `--quick` uses tiny runs, to check in a few
-//! seconds that the report still works.
+//! seconds that the report still works. `--threads 1,2,4,8,16` replaces every
+//! section's thread counts (pairs for the queues, workers, readers, threads)
+//! with one list, for sweeping a many-core machine; `--sections` runs only
+//! the named sections (the machine section is always written).
 //!
 //! The report is a list of [`SECTIONS`]; a later part of the crate adds its
 //! own by adding a module next to `queue.rs` and appending its section
@@ -30,6 +34,7 @@ mod cache_support;
 use std::error::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use plotters::coord::types::RangedCoordf64;
@@ -54,15 +59,16 @@ type Res<T> = Result<T, Box<dyn Error>>;
 /// A part of the report: a function from the settings to markdown and plots.
 type SectionFn = fn(&Config) -> Section;
 
-/// The report, in order. Append a function here to add a section.
-const SECTIONS: &[SectionFn] = &[
-    machine_section,
-    queue::throughput_section,
-    queue::latency_section,
-    work::work_section,
-    config::config_section,
-    cache::cache_hit_ratio_section,
-    cache::cache_throughput_section,
+/// The report, in order, each part under the name `--sections` selects it
+/// by. Append a pair here to add a section.
+const SECTIONS: &[(&str, SectionFn)] = &[
+    ("machine", machine_section),
+    ("queue", queue::throughput_section),
+    ("queue-latency", queue::latency_section),
+    ("work", work::work_section),
+    ("config", config::config_section),
+    ("cache-hit-ratio", cache::cache_hit_ratio_section),
+    ("cache", cache::cache_throughput_section),
 ];
 
 /// Settings from the command line.
@@ -72,6 +78,20 @@ struct Config {
     quick: bool,
     /// Where the report goes.
     out: PathBuf,
+    /// The sections to run (`--sections`); every one when `None`. The
+    /// machine section is always written.
+    sections: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Whether the section called `name` runs.
+    fn runs_section(&self, name: &str) -> bool {
+        name == "machine"
+            || self
+                .sections
+                .as_ref()
+                .map_or(true, |list| list.iter().any(|s| s == name))
+    }
 }
 
 impl Config {
@@ -185,23 +205,86 @@ fn ratio_row(name: &str, subject: &[Stats], peer: &[Stats]) -> String {
     format!("| unlocked / {name} | {} |\n", cells.join(" | "))
 }
 
-/// Parses `--quick` and `--out DIR`.
+/// The thread counts given with `--threads`, if any.
+static SWEEP: OnceLock<Vec<usize>> = OnceLock::new();
+
+/// The thread counts a section sweeps: the `--threads` list when one was
+/// given (every section then uses the same list, so a many-core machine can
+/// be swept past the 2-core defaults), else the section's own `default`.
+fn sweep(default: &'static [usize]) -> &'static [usize] {
+    SWEEP.get().map_or(default, Vec::as_slice)
+}
+
+/// Parses a `--threads` list such as `1,2,4,8,16`.
+fn parse_threads(list: &str) -> Res<Vec<usize>> {
+    let counts: Vec<usize> = list
+        .split(',')
+        .map(|n| match n.trim().parse::<usize>() {
+            Ok(c) if (1..=1024).contains(&c) => Ok(c),
+            _ => Err(format!(
+                "--threads: {n:?} is not a thread count in 1..=1024"
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    if !counts.windows(2).all(|w| w[0] < w[1]) {
+        return Err(format!("--threads: {list:?} must be strictly increasing").into());
+    }
+    Ok(counts)
+}
+
+/// Parses a `--sections` list such as `queue,work`.
+fn parse_sections(list: &str) -> Res<Vec<String>> {
+    list.split(',')
+        .map(|name| {
+            let name = name.trim();
+            if SECTIONS.iter().any(|(known, _)| *known == name) {
+                Ok(name.to_string())
+            } else {
+                let known: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+                Err(format!(
+                    "--sections: unknown section {name:?}; known: {}",
+                    known.join(",")
+                )
+                .into())
+            }
+        })
+        .collect()
+}
+
+/// Parses `--quick`, `--out DIR`, `--threads LIST` and `--sections LIST`.
 fn parse_args() -> Res<Config> {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
     let mut cfg = Config {
         quick: false,
         out: target.join("contention-report"),
+        sections: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => cfg.quick = true,
             "--out" => cfg.out = args.next().ok_or("--out needs a directory")?.into(),
+            "--threads" => {
+                let list = args
+                    .next()
+                    .ok_or("--threads needs a list such as 1,2,4,8")?;
+                SWEEP
+                    .set(parse_threads(&list)?)
+                    .map_err(|_| "--threads given twice")?;
+            }
+            "--sections" => {
+                let list = args
+                    .next()
+                    .ok_or("--sections needs a list such as queue,work")?;
+                cfg.sections = Some(parse_sections(&list)?);
+            }
             _ => {
-                return Err(
-                    format!("unknown argument {arg:?}; usage: [--quick] [--out DIR]").into(),
+                return Err(format!(
+                    "unknown argument {arg:?}; usage: [--quick] [--out DIR] \
+                     [--threads 1,2,4,8] [--sections queue,work,...]"
                 )
+                .into())
             }
         }
     }
@@ -214,7 +297,10 @@ fn main() -> Res<()> {
     std::fs::create_dir_all(&cfg.out)?;
     let started = Instant::now();
     let mut md = String::from("# unlocked contention report\n\n");
-    for section in SECTIONS {
+    for (name, section) in SECTIONS {
+        if !cfg.runs_section(name) {
+            continue;
+        }
         let s = section(&cfg);
         md.push_str(&s.markdown);
         md.push('\n');

@@ -11,8 +11,10 @@ use crate::{calibrate, median_row, ratio_row, Config, Plot, Section, Stats, RUN_
 /// Values per producer in every `--quick` run.
 pub(crate) const QUICK_PER_PRODUCER: u64 = 2_000;
 
-/// Pair counts of the sweep.
-const PAIRS: [usize; 4] = [1, 2, 4, 8];
+/// Pair counts of the sweep (`--threads` overrides them).
+fn pairs() -> &'static [usize] {
+    crate::sweep(&[1, 2, 4, 8])
+}
 
 /// Pair count of the latency section.
 const LATENCY_PAIRS: usize = 2;
@@ -29,7 +31,7 @@ const LATENCY_SCENARIOS: [&str; 2] = ["bounded-64", "unbounded"];
 struct Row {
     /// The implementation.
     spec: QueueSpec,
-    /// One entry per pair count of [`PAIRS`].
+    /// One entry per pair count of [`pairs`].
     points: Vec<Stats>,
 }
 
@@ -44,7 +46,7 @@ pub(crate) fn throughput_section(cfg: &Config) -> Section {
             .into_iter()
             .map(|spec| Row {
                 spec,
-                points: PAIRS
+                points: pairs()
                     .iter()
                     .map(|&p| measure_point(cfg, scenario, &spec, p))
                     .collect(),
@@ -113,8 +115,8 @@ fn pairs_header(pairs: usize) -> String {
 /// A markdown table header row and separator for `first` then every pair
 /// count.
 fn table_header(first: &str) -> String {
-    let cols: Vec<String> = PAIRS.iter().map(|&p| pairs_header(p)).collect();
-    let seps = vec!["---:"; PAIRS.len()].join(" | ");
+    let cols: Vec<String> = pairs().iter().map(|&p| pairs_header(p)).collect();
+    let seps = vec!["---:"; pairs().len()].join(" | ");
     format!("| {first} | {} |\n|---| {seps} |\n", cols.join(" | "))
 }
 
@@ -178,7 +180,7 @@ fn spread_note(rows: &[Row]) -> String {
         .flat_map(|r| {
             r.points
                 .iter()
-                .zip(PAIRS)
+                .zip(pairs().iter().copied())
                 .map(move |(s, p)| (s.spread(), r.spec.name, p))
         })
         .max_by(|a, b| a.0.total_cmp(&b.0));
@@ -197,7 +199,7 @@ fn scenario_plot(scenario: &Scenario, rows: &[Row]) -> Plot {
     let series = rows
         .iter()
         .map(|r| {
-            let pts = PAIRS
+            let pts = pairs()
                 .iter()
                 .zip(&r.points)
                 .map(|(&p, s)| (p as f64, s.median))

@@ -14,8 +14,10 @@ use work_support::{cpus, work_specs, Role, Runner, WorkSpec, BACKLOG};
 
 use crate::{calibrate, median_row, ratio_row, Config, Plot, Section, Stats};
 
-/// Worker counts of the sweep.
-const WORKERS: [usize; 4] = [1, 2, 4, 8];
+/// Worker counts of the sweep (`--threads` overrides them).
+fn workers() -> &'static [usize] {
+    crate::sweep(&[1, 2, 4, 8])
+}
 
 /// Cycles per worker in every `--quick` run.
 const QUICK_CYCLES: u64 = 500;
@@ -37,7 +39,7 @@ pub(crate) fn work_section(cfg: &Config) -> Section {
         .into_iter()
         .map(|spec| Row {
             spec,
-            points: WORKERS.iter().map(|&w| measure(cfg, &spec, w)).collect(),
+            points: workers().iter().map(|&w| measure(cfg, &spec, w)).collect(),
         })
         .collect();
     let mut md = String::from("## Work queue: add, claim, complete, remove\n\n");
@@ -102,7 +104,7 @@ fn cycles_per_worker(cfg: &Config, runner: &mut dyn Runner) -> u64 {
 }
 
 fn header(first: &str) -> String {
-    let cols: Vec<String> = WORKERS
+    let cols: Vec<String> = workers()
         .iter()
         .map(|&w| {
             let noun = if w == 1 { "worker" } else { "workers" };
@@ -113,7 +115,7 @@ fn header(first: &str) -> String {
             }
         })
         .collect();
-    let seps = vec!["---:"; WORKERS.len()].join(" | ");
+    let seps = vec!["---:"; workers().len()].join(" | ");
     format!("| {first} | {} |\n|---| {seps} |\n", cols.join(" | "))
 }
 
@@ -148,7 +150,7 @@ fn plot(rows: &[Row]) -> Plot {
         series: rows
             .iter()
             .map(|r| {
-                let pts = WORKERS
+                let pts = workers()
                     .iter()
                     .zip(&r.points)
                     .map(|(&w, s)| (w as f64, s.median))
