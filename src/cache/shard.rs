@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::entry::{Entry, Node, NodeRef, NEVER};
 use super::flight::InFlight;
 use super::policy::{Handle, Policy};
-use super::stats::{bump, WriteCounters};
+use super::stats::{bump_locked, WriteCounters};
 use super::table::{slots_for, tombstone, Probe, Table};
 use super::RemovalCause;
 use crate::clock::Clock;
@@ -222,7 +222,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         table.replace(i, new);
         old.node.set_entry(new);
         w.expiring = w.expiring + usize::from(expires != NEVER) - usize::from(old.expires != NEVER);
-        bump(&self.counters.updates);
+        bump_locked(&self.counters.updates);
         ctx.notice(old_raw, RemovalCause::Replaced);
         ctx.retire(old_raw);
     }
@@ -249,7 +249,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             node: Arc::clone(&node),
         }));
         node.set_entry(entry);
-        bump(&self.counters.inserts);
+        bump_locked(&self.counters.inserts);
         let mut evicted = std::mem::take(&mut w.evicted);
         w.policy.insert(NodeRef(Arc::clone(&node)), &mut evicted);
         let mut admitted = true;
@@ -275,7 +275,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         if !admitted {
             // The policy turned the newcomer away: it was never visible.
             node.kill();
-            bump(&self.counters.evictions);
+            bump_locked(&self.counters.evictions);
             ctx.notice(entry, RemovalCause::Evicted);
             ctx.retire(entry);
             return;
@@ -316,7 +316,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     }
 
     fn count(&self, cause: RemovalCause) {
-        bump(match cause {
+        bump_locked(match cause {
             RemovalCause::Evicted => &self.counters.evictions,
             RemovalCause::Expired => &self.counters.expirations,
             RemovalCause::Removed => &self.counters.removals,
