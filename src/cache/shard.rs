@@ -8,9 +8,8 @@
 //! the caller is still pinned, so the entries it is shown are alive).
 
 use std::borrow::Borrow;
-use std::sync::Arc;
 
-use super::entry::{Entry, Node, NodeRef, NEVER};
+use super::entry::{Entry, NodeRef, NEVER};
 use super::flight::InFlight;
 use super::policy::{Handle, Policy};
 use super::stats::{bump_locked, WriteCounters};
@@ -19,7 +18,7 @@ use super::RemovalCause;
 use crate::clock::Clock;
 use crate::sync::epoch::Guard;
 use crate::sync::{
-    AtomicPtr, AtomicU8, AtomicUsize,
+    AtomicPtr, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 use crate::sync::{CachePadded, Mutex, MutexGuard};
@@ -206,21 +205,17 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         expires: u64,
         ctx: &mut Ctx<'_, K, V>,
     ) {
-        let new = Box::into_raw(Box::new(Entry {
-            hash: old.hash,
-            expires,
-            // Relaxed: a hint (see `Entry::touch`).
-            frequency: AtomicU8::new(old.frequency.load(Relaxed)),
-            key,
-            value,
-            node: Arc::clone(&old.node),
-        }));
+        let mut new = Box::new(Entry::new(old.hash, expires, key, value));
+        // The key keeps its node (which points at the slot, not the entry)
+        // and its frequency. Relaxed: a hint (see `Entry::touch`).
+        new.frequency.store(old.frequency.load(Relaxed), Relaxed);
+        new.set_node(old.node_ptr());
+        let new = Box::into_raw(new);
         // The slot's own pointer (not one derived from `old`, a shared
         // reference) is the one the entry may be freed through.
         let old_raw = table.load(i);
         debug_assert!(std::ptr::eq(old_raw, old));
         table.replace(i, new);
-        old.node.set_entry(new);
         w.expiring = w.expiring + usize::from(expires != NEVER) - usize::from(old.expires != NEVER);
         bump_locked(&self.counters.updates);
         ctx.notice(old_raw, RemovalCause::Replaced);
@@ -239,31 +234,27 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         expires: u64,
         ctx: &mut Ctx<'g, K, V>,
     ) {
-        let node = Arc::new(Node::new(hash));
-        let entry = Box::into_raw(Box::new(Entry {
-            hash,
-            expires,
-            frequency: AtomicU8::new(0),
-            key,
-            value,
-            node: Arc::clone(&node),
-        }));
-        node.set_entry(entry);
+        let node = NodeRef::new(hash);
+        let node_ptr = node.as_ptr();
+        let mut entry = Box::new(Entry::new(hash, expires, key, value));
+        entry.set_node(node_ptr);
+        let entry = Box::into_raw(entry);
         bump_locked(&self.counters.inserts);
         let mut evicted = std::mem::take(&mut w.evicted);
-        w.policy.insert(NodeRef(Arc::clone(&node)), &mut evicted);
+        w.policy.insert(node, &mut evicted);
         let mut admitted = true;
         for victim in evicted.drain(..) {
-            if Arc::ptr_eq(&victim.0, &node) {
+            if std::ptr::eq(victim.as_ptr(), node_ptr) {
+                // Dropping the handle frees the newcomer's node.
                 admitted = false;
                 continue;
             }
-            let e = victim.0.entry();
-            // SAFETY: a live node's entry is linked in the current table,
-            // and linked entries stay alive while the lock is held.
+            let i = table.index_of(victim.node().slot());
+            let e = table.load(i);
+            // SAFETY: a live node's slot holds its linked entry, and linked
+            // entries stay alive while the lock is held.
             let v = unsafe { &*e };
             debug_assert_eq!(victim.hash(), v.hash, "a node's entry has its hash");
-            let i = table.slot_of(e, v.hash);
             let cause = if ctx.expired(v) {
                 RemovalCause::Expired
             } else {
@@ -274,7 +265,6 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         w.evicted = evicted;
         if !admitted {
             // The policy turned the newcomer away: it was never visible.
-            node.kill();
             bump_locked(&self.counters.evictions);
             ctx.notice(entry, RemovalCause::Evicted);
             ctx.retire(entry);
@@ -288,6 +278,9 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             w.tombstones -= 1;
         }
         table.publish(i, entry);
+        // SAFETY: the node is live (the policy admitted it) and owned by the
+        // policy, which only the lock holder changes.
+        unsafe { &*node_ptr }.set_slot(table.slot_ptr(i));
         w.expiring += usize::from(expires != NEVER);
     }
 
@@ -308,7 +301,8 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         debug_assert!(std::ptr::eq(raw, e));
         let delta = table.unlink(i);
         w.tombstones = w.tombstones.wrapping_add_signed(delta);
-        e.node.kill();
+        // SAFETY: `e` was linked until just now, and the lock is held.
+        unsafe { e.node() }.kill();
         w.expiring -= usize::from(e.expires != NEVER);
         self.count(cause);
         ctx.notice(raw, cause);
@@ -441,7 +435,8 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         for p in old.entries() {
             // SAFETY: linked entries stay alive while the lock is held.
             let e = unsafe { &*p };
-            e.node.kill();
+            // SAFETY: `e` was linked until the swap, and the lock is held.
+            unsafe { e.node() }.kill();
             let cause = if ctx.expired(e) {
                 RemovalCause::Expired
             } else {
@@ -491,8 +486,14 @@ impl<K: Eq, V> Shard<K, V> {
                         matches!(table.find(e.hash, &e.key), Probe::Found(j, _) if j == i),
                         "slot {i}: entry not reachable on its probe sequence"
                     );
-                    assert!(e.node.is_live(), "slot {i}: linked entry, dead node");
-                    assert_eq!(e.node.entry(), p, "slot {i}: node points elsewhere");
+                    // SAFETY: `e` is linked and the lock is held.
+                    let node = unsafe { e.node() };
+                    assert!(node.is_live(), "slot {i}: linked entry, dead node");
+                    assert_eq!(
+                        node.slot(),
+                        table.slot_ptr(i),
+                        "slot {i}: node points elsewhere"
+                    );
                     live += 1;
                     expiring += usize::from(e.expires != NEVER);
                 }

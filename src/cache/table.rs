@@ -25,7 +25,7 @@
 use std::borrow::Borrow;
 use std::ptr::NonNull;
 
-use super::entry::Entry;
+use super::entry::{Entry, Slot};
 use crate::sync::{AtomicPtr, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 /// Tag of a slot never used since the last rebuild (its pointer is null).
@@ -57,7 +57,7 @@ pub(crate) fn slots_for(capacity: usize) -> usize {
 }
 
 pub(crate) struct Table<K, V> {
-    slots: Box<[AtomicPtr<Entry<K, V>>]>,
+    slots: Box<[Slot<K, V>]>,
     tags: Box<[AtomicU8]>,
     mask: usize,
 }
@@ -98,6 +98,21 @@ impl<K, V> Table<K, V> {
         // Acquire: pairs with the Release store that published the entry,
         // so its fields are visible before the caller dereferences it.
         self.slots[i & self.mask].load(Acquire)
+    }
+
+    /// Slot `i` itself, for the key's node to point at (its address stays
+    /// put while the table lives; the array is never reallocated).
+    #[inline]
+    pub(crate) fn slot_ptr(&self, i: usize) -> *const Slot<K, V> {
+        &self.slots[i & self.mask]
+    }
+
+    /// The index of a slot of this table, from its address. Writer only.
+    pub(crate) fn index_of(&self, slot: *const Slot<K, V>) -> usize {
+        let offset = (slot as usize).wrapping_sub(self.slots.as_ptr() as usize);
+        let i = offset / std::mem::size_of::<Slot<K, V>>();
+        debug_assert!(i < self.slots.len(), "a slot of this table");
+        i
     }
 
     /// Slot `i`'s tag (for the invariant checker).
@@ -142,19 +157,6 @@ impl<K, V> Table<K, V> {
             i = (i + 1) & self.mask;
         }
         Probe::Absent
-    }
-
-    /// Slot that holds exactly `entry`. Writer only; `entry` is linked.
-    pub(crate) fn slot_of(&self, entry: *mut Entry<K, V>, hash: u64) -> usize {
-        let mut i = hash as usize & self.mask;
-        for _ in 0..=self.mask {
-            // Relaxed: the writer reads its own stores (under the lock).
-            if self.slots[i].load(Relaxed) == entry {
-                return i;
-            }
-            i = (i + 1) & self.mask;
-        }
-        unreachable!("a linked entry is on its probe sequence");
     }
 
     /// First free slot (null or tombstone) on `hash`'s probe sequence, and
@@ -229,7 +231,8 @@ impl<K, V> Table<K, V> {
     }
 
     /// A fresh table of the same size holding this one's entries (not yet
-    /// published: plain stores suffice, the pointer swap publishes it).
+    /// published: plain stores suffice, the pointer swap publishes it), their
+    /// nodes re-pointed at their new slots. Writer only.
     pub(crate) fn rebuilt(&self) -> Table<K, V> {
         let fresh = Table::new(self.slots.len());
         for slot in self.slots.iter() {
@@ -239,13 +242,16 @@ impl<K, V> Table<K, V> {
                 continue;
             }
             // SAFETY: linked entries are alive while the lock is held.
-            let hash = unsafe { &*p }.hash;
-            let (i, _) = fresh.free_slot(hash);
+            let e = unsafe { &*p };
+            let (i, _) = fresh.free_slot(e.hash);
             // Relaxed: the table is published by the Release swap of the
             // shard's table pointer.
             fresh.slots[i].store(p, Relaxed);
             // Relaxed: as above.
-            fresh.tags[i].store(tag_of(hash), Relaxed);
+            fresh.tags[i].store(tag_of(e.hash), Relaxed);
+            // The boxed slots keep their address when `fresh` is moved.
+            // SAFETY: `e` is linked and the caller holds the lock.
+            unsafe { e.node() }.set_slot(fresh.slot_ptr(i));
         }
         fresh
     }
