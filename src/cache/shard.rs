@@ -166,6 +166,12 @@ impl<K, V> Shard<K, V> {
 
 impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     /// Inserts or updates `key`.
+    ///
+    /// The entry, and the node of a key that a lock-free look finds absent,
+    /// are allocated before the lock is taken, and a node the look made in
+    /// vain is freed after it is released: the critical section allocates
+    /// and frees nothing of its own. The look also brings the probe's cache
+    /// lines in before the lock is taken.
     pub(crate) fn insert(
         &self,
         ctx: &mut Ctx<'_, K, V>,
@@ -174,96 +180,86 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         value: V,
         expires: u64,
     ) {
+        let entry = Box::new(Entry::new(hash, expires, key, value));
+        let node = match self.table(ctx.guard).find(hash, &entry.key) {
+            Probe::Found(..) => None,
+            Probe::Absent => Some(NodeRef::new(hash)),
+        };
+        let unused = self.insert_entry(ctx, entry, node);
+        drop(unused);
+    }
+
+    /// Inserts or updates `entry`'s key under the lock, with `node` for a
+    /// key that turns out absent; returns the node if it was not needed.
+    fn insert_entry(
+        &self,
+        ctx: &mut Ctx<'_, K, V>,
+        entry: Box<Entry<K, V>>,
+        node: Option<NodeRef<K, V>>,
+    ) -> Option<NodeRef<K, V>> {
         let mut w = self.lock();
         let table = self.table(ctx.guard);
         self.sweep(&mut w, table, ctx);
-        if let Probe::Found(i, old) = table.find(hash, &key) {
+        if let Probe::Found(i, old) = table.find(entry.hash, &entry.key) {
             if !ctx.expired(old) {
-                self.replace(&mut w, table, i, old, key, value, expires, ctx);
+                self.replace(&mut w, table, i, old, entry, ctx);
                 // The sweep may have reclaimed entries.
                 self.publish_len(&w);
-                return;
+                return node;
             }
             self.unlink(&mut w, table, i, old, RemovalCause::Expired, ctx);
             w.policy.removed();
         }
-        self.admit(&mut w, table, hash, key, value, expires, ctx);
+        let node = node.unwrap_or_else(|| NodeRef::new(entry.hash));
+        self.admit(&mut w, table, entry, node, ctx);
         self.publish_len(&w);
+        None
     }
 
-    /// Publishes a new entry for a resident key in its slot; the key's node
-    /// (its place in the policy) and frequency carry over.
-    #[allow(clippy::too_many_arguments)]
+    /// Publishes `new` for a resident key in its slot, in place of `old`;
+    /// the key's node (its place in the policy) and frequency carry over.
     fn replace(
         &self,
         w: &mut Writer<K, V>,
         table: &Table<K, V>,
         i: usize,
         old: &Entry<K, V>,
-        key: K,
-        value: V,
-        expires: u64,
+        mut new: Box<Entry<K, V>>,
         ctx: &mut Ctx<'_, K, V>,
     ) {
-        let mut new = Box::new(Entry::new(old.hash, expires, key, value));
         // The key keeps its node (which points at the slot, not the entry)
         // and its frequency. Relaxed: a hint (see `Entry::touch`).
         new.frequency.store(old.frequency.load(Relaxed), Relaxed);
         new.set_node(old.node_ptr());
+        let expiring = new.expires != NEVER;
         let new = Box::into_raw(new);
         // The slot's own pointer (not one derived from `old`, a shared
         // reference) is the one the entry may be freed through.
         let old_raw = table.load(i);
         debug_assert!(std::ptr::eq(old_raw, old));
         table.replace(i, new);
-        w.expiring = w.expiring + usize::from(expires != NEVER) - usize::from(old.expires != NEVER);
+        w.expiring = w.expiring + usize::from(expiring) - usize::from(old.expires != NEVER);
         bump_locked(&self.counters.updates);
         ctx.notice(old_raw, RemovalCause::Replaced);
         ctx.retire(old_raw);
     }
 
-    /// Admits a key that is not resident, evicting as the policy decides.
-    #[allow(clippy::too_many_arguments)]
+    /// Admits `entry`, whose key is not resident, with its new `node`,
+    /// evicting as the policy decides.
     fn admit<'g>(
         &self,
         w: &mut Writer<K, V>,
         mut table: &'g Table<K, V>,
-        hash: u64,
-        key: K,
-        value: V,
-        expires: u64,
+        mut entry: Box<Entry<K, V>>,
+        node: NodeRef<K, V>,
         ctx: &mut Ctx<'g, K, V>,
     ) {
-        let node = NodeRef::new(hash);
         let node_ptr = node.as_ptr();
-        let mut entry = Box::new(Entry::new(hash, expires, key, value));
         entry.set_node(node_ptr);
+        let (hash, expiring) = (entry.hash, entry.expires != NEVER);
         let entry = Box::into_raw(entry);
         bump_locked(&self.counters.inserts);
-        let mut evicted = std::mem::take(&mut w.evicted);
-        w.policy.insert(node, &mut evicted);
-        let mut admitted = true;
-        for victim in evicted.drain(..) {
-            if std::ptr::eq(victim.as_ptr(), node_ptr) {
-                // Dropping the handle frees the newcomer's node.
-                admitted = false;
-                continue;
-            }
-            let i = table.index_of(victim.node().slot());
-            let e = table.load(i);
-            // SAFETY: a live node's slot holds its linked entry, and linked
-            // entries stay alive while the lock is held.
-            let v = unsafe { &*e };
-            debug_assert_eq!(victim.hash(), v.hash, "a node's entry has its hash");
-            let cause = if ctx.expired(v) {
-                RemovalCause::Expired
-            } else {
-                RemovalCause::Evicted
-            };
-            self.unlink(w, table, i, v, cause, ctx);
-        }
-        w.evicted = evicted;
-        if !admitted {
+        if !self.make_room(w, table, node, ctx) {
             // The policy turned the newcomer away: it was never visible.
             bump_locked(&self.counters.evictions);
             ctx.notice(entry, RemovalCause::Evicted);
@@ -281,7 +277,42 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         // SAFETY: the node is live (the policy admitted it) and owned by the
         // policy, which only the lock holder changes.
         unsafe { &*node_ptr }.set_slot(table.slot_ptr(i));
-        w.expiring += usize::from(expires != NEVER);
+        w.expiring += usize::from(expiring);
+    }
+
+    /// Hands `node` to the policy and unlinks the entries it evicts; `false`
+    /// if the policy evicted the newcomer itself (its node is then freed).
+    fn make_room(
+        &self,
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        node: NodeRef<K, V>,
+        ctx: &mut Ctx<'_, K, V>,
+    ) -> bool {
+        let node_ptr = node.as_ptr();
+        let mut evicted = std::mem::take(&mut w.evicted);
+        w.policy.insert(node, &mut evicted);
+        let mut admitted = true;
+        for victim in evicted.drain(..) {
+            if std::ptr::eq(victim.as_ptr(), node_ptr) {
+                admitted = false;
+                continue;
+            }
+            let i = table.index_of(victim.node().slot());
+            let e = table.load(i);
+            // SAFETY: a live node's slot holds its linked entry, and linked
+            // entries stay alive while the lock is held.
+            let v = unsafe { &*e };
+            debug_assert_eq!(victim.hash(), v.hash, "a node's entry has its hash");
+            let cause = if ctx.expired(v) {
+                RemovalCause::Expired
+            } else {
+                RemovalCause::Evicted
+            };
+            self.unlink(w, table, i, v, cause, ctx);
+        }
+        w.evicted = evicted;
+        admitted
     }
 
     /// Unlinks the entry in slot `i`, marks its node dead, counts it under
