@@ -358,6 +358,9 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         guard: &'g Guard,
     ) -> &'g Table<K, V> {
         let fresh = Box::into_raw(Box::new(old.rebuilt()));
+        // SAFETY: just allocated; freed only after it is published and then
+        // retired by a later writer.
+        unsafe { &*fresh }.point_nodes();
         // Release: publishes the fresh table's slots to readers that load
         // the table pointer with Acquire. (The swap's read needs nothing:
         // only writers, under the lock, store the pointer.) The returned

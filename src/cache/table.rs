@@ -231,8 +231,8 @@ impl<K, V> Table<K, V> {
     }
 
     /// A fresh table of the same size holding this one's entries (not yet
-    /// published: plain stores suffice, the pointer swap publishes it), their
-    /// nodes re-pointed at their new slots. Writer only.
+    /// published: plain stores suffice, the pointer swap publishes it). Their
+    /// nodes still point at the old slots: see [`Table::point_nodes`].
     pub(crate) fn rebuilt(&self) -> Table<K, V> {
         let fresh = Table::new(self.slots.len());
         for slot in self.slots.iter() {
@@ -242,18 +242,31 @@ impl<K, V> Table<K, V> {
                 continue;
             }
             // SAFETY: linked entries are alive while the lock is held.
-            let e = unsafe { &*p };
-            let (i, _) = fresh.free_slot(e.hash);
+            let hash = unsafe { &*p }.hash;
+            let (i, _) = fresh.free_slot(hash);
             // Relaxed: the table is published by the Release swap of the
             // shard's table pointer.
             fresh.slots[i].store(p, Relaxed);
             // Relaxed: as above.
-            fresh.tags[i].store(tag_of(e.hash), Relaxed);
-            // The boxed slots keep their address when `fresh` is moved.
-            // SAFETY: `e` is linked and the caller holds the lock.
-            unsafe { e.node() }.set_slot(fresh.slot_ptr(i));
+            fresh.tags[i].store(tag_of(hash), Relaxed);
         }
         fresh
+    }
+
+    /// Points every linked entry's node at its slot in this table, once the
+    /// table is where it will stay (after a rebuild moved the entries here).
+    /// Writer only.
+    pub(crate) fn point_nodes(&self) {
+        for i in 0..self.slots.len() {
+            // Relaxed: own stores, under the lock.
+            let p = self.slots[i].load(Relaxed);
+            if p.is_null() || p == tombstone() {
+                continue;
+            }
+            // SAFETY: linked entries (and so their live nodes) are alive
+            // while the lock is held.
+            unsafe { (*p).node() }.set_slot(self.slot_ptr(i));
+        }
     }
 
     /// Every entry pointer in the table (neither null nor tombstone), in
