@@ -4,17 +4,23 @@
 //! An [`Entry`] is immutable once published except for its frequency
 //! counter: key, value and expiry never change. An update of a resident key
 //! publishes a *new* entry in the same slot; the policy keeps its place
-//! because it does not hold the entry but the key's [`Node`], which the
-//! writer re-points at the new entry (and the new entry inherits the old
-//! one's frequency). Readers therefore reach the value with one pointer
-//! chase (slot → entry) and never see a value and an expiry that do not
-//! belong together.
+//! because it does not hold the entry but the key's [`Node`], which points
+//! at the key's slot and so needs no change (the new entry inherits the old
+//! one's frequency and node pointer). Readers therefore reach the value with
+//! one pointer chase (slot → entry) and never see a value and an expiry that
+//! do not belong together.
+//!
+//! A node is owned by the policy's handle ([`NodeRef`], one per node, not
+//! reference counted): an entry's pointer to its node is followed only by
+//! the writer while the entry is linked, when the node is live and so still
+//! held by the policy. An update therefore makes no atomic read-modify-write
+//! and touches no node.
 //!
 //! Nodes are touched only under the shard's write lock (by the shell and by
 //! the policy), so every access to their fields is `Relaxed`: the lock
 //! orders them.
 
-use std::sync::Arc;
+use std::ptr::NonNull;
 
 use super::policy::Handle;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU8, Ordering::Relaxed};
@@ -27,6 +33,9 @@ pub(crate) const NEVER: u64 = u64::MAX;
 /// entries' cache lines stay clean and shared between cores.
 pub(crate) use super::policy::MAX_FREQUENCY;
 
+/// A table slot (what a node points at while its key is resident).
+pub(crate) type Slot<K, V> = AtomicPtr<Entry<K, V>>;
+
 /// One resident key and its value, as readers see it.
 pub(crate) struct Entry<K, V> {
     /// The key's full hash (low bits: home slot; top bits: shard).
@@ -37,11 +46,49 @@ pub(crate) struct Entry<K, V> {
     pub(crate) frequency: AtomicU8,
     pub(crate) key: K,
     pub(crate) value: V,
-    /// The key's node, shared with the policy.
-    pub(crate) node: Arc<Node<K, V>>,
+    /// The key's node, owned by the policy's [`NodeRef`]; null until the
+    /// writer gives the entry one. Valid while the entry is linked (a live
+    /// node is never dropped), and read only by the writer, under the lock:
+    /// readers and the entry's destructor never follow it.
+    node: *const Node<K, V>,
 }
 
 impl<K, V> Entry<K, V> {
+    /// An entry with no node yet and a zero frequency (not yet published).
+    pub(crate) fn new(hash: u64, expires: u64, key: K, value: V) -> Self {
+        Entry {
+            hash,
+            expires,
+            frequency: AtomicU8::new(0),
+            key,
+            value,
+            node: std::ptr::null(),
+        }
+    }
+
+    /// Gives the (unpublished) entry its key's node.
+    pub(crate) fn set_node(&mut self, node: *const Node<K, V>) {
+        self.node = node;
+    }
+
+    /// The key's node, as a pointer (for an update's new entry).
+    pub(crate) fn node_ptr(&self) -> *const Node<K, V> {
+        self.node
+    }
+
+    /// The key's node.
+    ///
+    /// # Safety
+    /// The entry is linked in its shard's current table and the caller
+    /// holds the shard lock (so the node's owner, the policy, keeps it).
+    pub(crate) unsafe fn node(&self) -> &Node<K, V> {
+        debug_assert!(!self.node.is_null(), "a linked entry has a node");
+        // SAFETY: the caller's contract: a linked entry's node is live, and
+        // live nodes are owned by the policy, which only the lock holder
+        // changes.
+        unsafe { &*self.node }
+    }
+
     /// `true` if the entry has an expiry and `now` (nanoseconds) reached it.
     #[inline]
     pub(crate) fn is_expired_at(&self, now: u64) -> bool {
@@ -62,35 +109,40 @@ impl<K, V> Entry<K, V> {
     }
 }
 
-/// The identity of a resident key for the policy. Lives while the key is
-/// resident (through updates) and as long as the policy still holds it.
+/// The identity of a resident key for the policy. Lives while the policy
+/// holds it (its [`NodeRef`] owns it), through updates of the key: it
+/// points at the key's *slot*, not its entry, so an update (a new entry in
+/// the same slot) does not touch it. Only a rebuild, which moves entries to
+/// new slots, re-points nodes.
 pub(crate) struct Node<K, V> {
     hash: u64,
     /// `false` once the key was removed, evicted, expired or cleared.
     live: AtomicBool,
-    /// The entry now published for this key while live; null once dead.
-    entry: AtomicPtr<Entry<K, V>>,
+    /// The slot of the current table that holds this key's entry while live;
+    /// null before the entry is published and once dead.
+    slot: AtomicPtr<Slot<K, V>>,
 }
 
 impl<K, V> Node<K, V> {
-    pub(crate) fn new(hash: u64) -> Self {
+    fn new(hash: u64) -> Self {
         Node {
             hash,
             live: AtomicBool::new(true),
-            entry: AtomicPtr::new(std::ptr::null_mut()),
+            slot: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
-    /// The entry now published for this key (null once dead). Writer only.
-    pub(crate) fn entry(&self) -> *mut Entry<K, V> {
+    /// The slot that holds this key's entry (null before publication and
+    /// once dead). Writer only.
+    pub(crate) fn slot(&self) -> *const Slot<K, V> {
         // Relaxed: nodes are touched only under the shard lock.
-        self.entry.load(Relaxed)
+        self.slot.load(Relaxed)
     }
 
-    /// Points the node at the entry now published for its key. Writer only.
-    pub(crate) fn set_entry(&self, entry: *mut Entry<K, V>) {
+    /// Points the node at the slot now holding its key's entry. Writer only.
+    pub(crate) fn set_slot(&self, slot: *const Slot<K, V>) {
         // Relaxed: nodes are touched only under the shard lock.
-        self.entry.store(entry, Relaxed);
+        self.slot.store(slot.cast_mut(), Relaxed);
     }
 
     /// `false` once the key is gone from the table. Writer only.
@@ -103,41 +155,85 @@ impl<K, V> Node<K, V> {
     pub(crate) fn kill(&self) {
         // Relaxed: nodes are touched only under the shard lock.
         self.live.store(false, Relaxed);
-        self.entry.store(std::ptr::null_mut(), Relaxed);
+        // Relaxed: as above.
+        self.slot.store(std::ptr::null_mut(), Relaxed);
+    }
+
+    /// The entry in the node's slot, if it has one. Writer only.
+    fn entry(&self) -> Option<&Entry<K, V>> {
+        let slot = self.slot();
+        if slot.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null `slot` is in the shard's current table (the
+        // writer re-points nodes when it rebuilds and nulls them when it
+        // unlinks), and the policy runs only under the shard lock, so the
+        // table is not retired meanwhile.
+        let slot = unsafe { &*slot };
+        // Relaxed: the writer reads its own stores, under the lock.
+        let entry = slot.load(Relaxed);
+        debug_assert!(!entry.is_null(), "a live node's slot holds its entry");
+        // SAFETY: a live node's slot holds its key's linked entry, which is
+        // not retired while the lock is held.
+        Some(unsafe { &*entry })
     }
 }
 
-/// The policy's handle: a counted reference to a node.
-pub(crate) struct NodeRef<K, V>(pub(crate) Arc<Node<K, V>>);
+/// The policy's handle: the owner of a node. Not `Clone`: the node is freed
+/// when its handle is dropped (by the policy, or by the writer after it
+/// unlinked an evicted key), always under the shard lock.
+pub(crate) struct NodeRef<K, V>(NonNull<Node<K, V>>);
+
+// SAFETY: a `NodeRef` owns its node like a `Box` would; the node holds a
+// hash, atomics and a pointer into a table that is only followed under the
+// shard lock, so it may move to and be dropped on another thread.
+unsafe impl<K, V> Send for NodeRef<K, V> {}
+
+impl<K, V> NodeRef<K, V> {
+    /// A node for a key with this hash, live, with no slot yet.
+    pub(crate) fn new(hash: u64) -> Self {
+        NodeRef(NonNull::from(Box::leak(Box::new(Node::new(hash)))))
+    }
+
+    /// The node (for the entries that point at it).
+    pub(crate) fn as_ptr(&self) -> *const Node<K, V> {
+        self.0.as_ptr()
+    }
+
+    /// The node.
+    pub(crate) fn node(&self) -> &Node<K, V> {
+        // SAFETY: the handle owns the node, which lives until it is dropped.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl<K, V> Drop for NodeRef<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: the node was leaked from a `Box` in `new` and is owned by
+        // this handle alone; entries that still point at it are unlinked
+        // (the node is dead) and never follow the pointer again.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
 
 impl<K, V> Handle for NodeRef<K, V> {
     fn hash(&self) -> u64 {
-        self.0.hash
+        self.node().hash
     }
 
     fn frequency(&self) -> u8 {
-        let entry = self.0.entry();
-        if entry.is_null() {
-            return 0;
-        }
-        // SAFETY: a non-null `entry` is published in the shard's current
-        // table (the writer nulls it before unlinking), and the policy runs
-        // only under the shard lock, so the entry is not retired meanwhile.
-        unsafe { &*entry }.frequency.load(Relaxed)
+        // Relaxed: a hint, as in `Entry::touch`.
+        self.node().entry().map_or(0, |e| e.frequency.load(Relaxed))
     }
 
     fn set_frequency(&self, frequency: u8) {
-        let entry = self.0.entry();
-        if !entry.is_null() {
-            // SAFETY: as in `frequency`.
-            let entry = unsafe { &*entry };
+        if let Some(e) = self.node().entry() {
             // Relaxed: a hint, as in `Entry::touch`.
-            entry.frequency.store(frequency, Relaxed);
+            e.frequency.store(frequency, Relaxed);
         }
     }
 
     fn is_live(&self) -> bool {
-        // Relaxed: nodes are touched only under the shard lock.
-        self.0.live.load(Relaxed)
+        self.node().is_live()
     }
 }

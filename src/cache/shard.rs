@@ -8,18 +8,17 @@
 //! the caller is still pinned, so the entries it is shown are alive).
 
 use std::borrow::Borrow;
-use std::sync::Arc;
 
-use super::entry::{Entry, Node, NodeRef, NEVER};
+use super::entry::{Entry, NodeRef, NEVER};
 use super::flight::InFlight;
 use super::policy::{Handle, Policy};
-use super::stats::{bump, WriteCounters};
+use super::stats::{bump_locked, WriteCounters};
 use super::table::{slots_for, tombstone, Probe, Table};
 use super::RemovalCause;
 use crate::clock::Clock;
 use crate::sync::epoch::Guard;
 use crate::sync::{
-    AtomicPtr, AtomicU8, AtomicUsize,
+    AtomicPtr, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 use crate::sync::{CachePadded, Mutex, MutexGuard};
@@ -167,6 +166,12 @@ impl<K, V> Shard<K, V> {
 
 impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     /// Inserts or updates `key`.
+    ///
+    /// The entry, and the node of a key that a lock-free look finds absent,
+    /// are allocated before the lock is taken, and a node the look made in
+    /// vain is freed after it is released: the critical section allocates
+    /// and frees nothing of its own. The look also brings the probe's cache
+    /// lines in before the lock is taken.
     pub(crate) fn insert(
         &self,
         ctx: &mut Ctx<'_, K, V>,
@@ -175,107 +180,88 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         value: V,
         expires: u64,
     ) {
+        let entry = Box::new(Entry::new(hash, expires, key, value));
+        let node = match self.table(ctx.guard).find(hash, &entry.key) {
+            Probe::Found(..) => None,
+            Probe::Absent => Some(NodeRef::new(hash)),
+        };
+        let unused = self.insert_entry(ctx, entry, node);
+        drop(unused);
+    }
+
+    /// Inserts or updates `entry`'s key under the lock, with `node` for a
+    /// key that turns out absent; returns the node if it was not needed.
+    fn insert_entry(
+        &self,
+        ctx: &mut Ctx<'_, K, V>,
+        entry: Box<Entry<K, V>>,
+        node: Option<NodeRef<K, V>>,
+    ) -> Option<NodeRef<K, V>> {
         let mut w = self.lock();
         let table = self.table(ctx.guard);
         self.sweep(&mut w, table, ctx);
-        if let Probe::Found(i, old) = table.find(hash, &key) {
+        if let Probe::Found(i, old) = table.find(entry.hash, &entry.key) {
             if !ctx.expired(old) {
-                self.replace(&mut w, table, i, old, key, value, expires, ctx);
+                self.replace(&mut w, table, i, old, entry, ctx);
                 // The sweep may have reclaimed entries.
                 self.publish_len(&w);
-                return;
+                return node;
             }
             self.unlink(&mut w, table, i, old, RemovalCause::Expired, ctx);
             w.policy.removed();
         }
-        self.admit(&mut w, table, hash, key, value, expires, ctx);
+        let node = node.unwrap_or_else(|| NodeRef::new(entry.hash));
+        self.admit(&mut w, table, entry, node, ctx);
         self.publish_len(&w);
+        None
     }
 
-    /// Publishes a new entry for a resident key in its slot; the key's node
-    /// (its place in the policy) and frequency carry over.
-    #[allow(clippy::too_many_arguments)]
+    /// Publishes `new` for a resident key in its slot, in place of `old`;
+    /// the key's node (its place in the policy) and frequency carry over.
     fn replace(
         &self,
         w: &mut Writer<K, V>,
         table: &Table<K, V>,
         i: usize,
         old: &Entry<K, V>,
-        key: K,
-        value: V,
-        expires: u64,
+        mut new: Box<Entry<K, V>>,
         ctx: &mut Ctx<'_, K, V>,
     ) {
-        let new = Box::into_raw(Box::new(Entry {
-            hash: old.hash,
-            expires,
-            // Relaxed: a hint (see `Entry::touch`).
-            frequency: AtomicU8::new(old.frequency.load(Relaxed)),
-            key,
-            value,
-            node: Arc::clone(&old.node),
-        }));
+        // The key keeps its node (which points at the slot, not the entry)
+        // and its frequency. Relaxed: a hint (see `Entry::touch`).
+        new.frequency.store(old.frequency.load(Relaxed), Relaxed);
+        new.set_node(old.node_ptr());
+        let expiring = new.expires != NEVER;
+        let new = Box::into_raw(new);
         // The slot's own pointer (not one derived from `old`, a shared
         // reference) is the one the entry may be freed through.
         let old_raw = table.load(i);
         debug_assert!(std::ptr::eq(old_raw, old));
         table.replace(i, new);
-        old.node.set_entry(new);
-        w.expiring = w.expiring + usize::from(expires != NEVER) - usize::from(old.expires != NEVER);
-        bump(&self.counters.updates);
+        w.expiring = w.expiring + usize::from(expiring) - usize::from(old.expires != NEVER);
+        bump_locked(&self.counters.updates);
         ctx.notice(old_raw, RemovalCause::Replaced);
         ctx.retire(old_raw);
     }
 
-    /// Admits a key that is not resident, evicting as the policy decides.
-    #[allow(clippy::too_many_arguments)]
+    /// Admits `entry`, whose key is not resident, with its new `node`,
+    /// evicting as the policy decides.
     fn admit<'g>(
         &self,
         w: &mut Writer<K, V>,
         mut table: &'g Table<K, V>,
-        hash: u64,
-        key: K,
-        value: V,
-        expires: u64,
+        mut entry: Box<Entry<K, V>>,
+        node: NodeRef<K, V>,
         ctx: &mut Ctx<'g, K, V>,
     ) {
-        let node = Arc::new(Node::new(hash));
-        let entry = Box::into_raw(Box::new(Entry {
-            hash,
-            expires,
-            frequency: AtomicU8::new(0),
-            key,
-            value,
-            node: Arc::clone(&node),
-        }));
-        node.set_entry(entry);
-        bump(&self.counters.inserts);
-        let mut evicted = std::mem::take(&mut w.evicted);
-        w.policy.insert(NodeRef(Arc::clone(&node)), &mut evicted);
-        let mut admitted = true;
-        for victim in evicted.drain(..) {
-            if Arc::ptr_eq(&victim.0, &node) {
-                admitted = false;
-                continue;
-            }
-            let e = victim.0.entry();
-            // SAFETY: a live node's entry is linked in the current table,
-            // and linked entries stay alive while the lock is held.
-            let v = unsafe { &*e };
-            debug_assert_eq!(victim.hash(), v.hash, "a node's entry has its hash");
-            let i = table.slot_of(e, v.hash);
-            let cause = if ctx.expired(v) {
-                RemovalCause::Expired
-            } else {
-                RemovalCause::Evicted
-            };
-            self.unlink(w, table, i, v, cause, ctx);
-        }
-        w.evicted = evicted;
-        if !admitted {
+        let node_ptr = node.as_ptr();
+        entry.set_node(node_ptr);
+        let (hash, expiring) = (entry.hash, entry.expires != NEVER);
+        let entry = Box::into_raw(entry);
+        bump_locked(&self.counters.inserts);
+        if !self.make_room(w, table, node, ctx) {
             // The policy turned the newcomer away: it was never visible.
-            node.kill();
-            bump(&self.counters.evictions);
+            bump_locked(&self.counters.evictions);
             ctx.notice(entry, RemovalCause::Evicted);
             ctx.retire(entry);
             return;
@@ -288,7 +274,45 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             w.tombstones -= 1;
         }
         table.publish(i, entry);
-        w.expiring += usize::from(expires != NEVER);
+        // SAFETY: the node is live (the policy admitted it) and owned by the
+        // policy, which only the lock holder changes.
+        unsafe { &*node_ptr }.set_slot(table.slot_ptr(i));
+        w.expiring += usize::from(expiring);
+    }
+
+    /// Hands `node` to the policy and unlinks the entries it evicts; `false`
+    /// if the policy evicted the newcomer itself (its node is then freed).
+    fn make_room(
+        &self,
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        node: NodeRef<K, V>,
+        ctx: &mut Ctx<'_, K, V>,
+    ) -> bool {
+        let node_ptr = node.as_ptr();
+        let mut evicted = std::mem::take(&mut w.evicted);
+        w.policy.insert(node, &mut evicted);
+        let mut admitted = true;
+        for victim in evicted.drain(..) {
+            if std::ptr::eq(victim.as_ptr(), node_ptr) {
+                admitted = false;
+                continue;
+            }
+            let i = table.index_of(victim.node().slot());
+            let e = table.load(i);
+            // SAFETY: a live node's slot holds its linked entry, and linked
+            // entries stay alive while the lock is held.
+            let v = unsafe { &*e };
+            debug_assert_eq!(victim.hash(), v.hash, "a node's entry has its hash");
+            let cause = if ctx.expired(v) {
+                RemovalCause::Expired
+            } else {
+                RemovalCause::Evicted
+            };
+            self.unlink(w, table, i, v, cause, ctx);
+        }
+        w.evicted = evicted;
+        admitted
     }
 
     /// Unlinks the entry in slot `i`, marks its node dead, counts it under
@@ -308,7 +332,8 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         debug_assert!(std::ptr::eq(raw, e));
         let delta = table.unlink(i);
         w.tombstones = w.tombstones.wrapping_add_signed(delta);
-        e.node.kill();
+        // SAFETY: `e` was linked until just now, and the lock is held.
+        unsafe { e.node() }.kill();
         w.expiring -= usize::from(e.expires != NEVER);
         self.count(cause);
         ctx.notice(raw, cause);
@@ -316,7 +341,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     }
 
     fn count(&self, cause: RemovalCause) {
-        bump(match cause {
+        bump_locked(match cause {
             RemovalCause::Evicted => &self.counters.evictions,
             RemovalCause::Expired => &self.counters.expirations,
             RemovalCause::Removed => &self.counters.removals,
@@ -333,6 +358,9 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         guard: &'g Guard,
     ) -> &'g Table<K, V> {
         let fresh = Box::into_raw(Box::new(old.rebuilt()));
+        // SAFETY: just allocated; freed only after it is published and then
+        // retired by a later writer.
+        unsafe { &*fresh }.point_nodes();
         // Release: publishes the fresh table's slots to readers that load
         // the table pointer with Acquire. (The swap's read needs nothing:
         // only writers, under the lock, store the pointer.) The returned
@@ -441,7 +469,8 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         for p in old.entries() {
             // SAFETY: linked entries stay alive while the lock is held.
             let e = unsafe { &*p };
-            e.node.kill();
+            // SAFETY: `e` was linked until the swap, and the lock is held.
+            unsafe { e.node() }.kill();
             let cause = if ctx.expired(e) {
                 RemovalCause::Expired
             } else {
@@ -491,8 +520,14 @@ impl<K: Eq, V> Shard<K, V> {
                         matches!(table.find(e.hash, &e.key), Probe::Found(j, _) if j == i),
                         "slot {i}: entry not reachable on its probe sequence"
                     );
-                    assert!(e.node.is_live(), "slot {i}: linked entry, dead node");
-                    assert_eq!(e.node.entry(), p, "slot {i}: node points elsewhere");
+                    // SAFETY: `e` is linked and the lock is held.
+                    let node = unsafe { e.node() };
+                    assert!(node.is_live(), "slot {i}: linked entry, dead node");
+                    assert_eq!(
+                        node.slot(),
+                        table.slot_ptr(i),
+                        "slot {i}: node points elsewhere"
+                    );
                     live += 1;
                     expiring += usize::from(e.expires != NEVER);
                 }

@@ -77,7 +77,8 @@ pub(crate) struct ReadCounters {
     pub(crate) misses: AtomicU64,
 }
 
-/// A shard's writer-side counters (bumped under the shard lock).
+/// A shard's writer-side counters (bumped under the shard lock, with
+/// [`bump_locked`]).
 #[derive(Default)]
 pub(crate) struct WriteCounters {
     pub(crate) inserts: AtomicU64,
@@ -91,6 +92,18 @@ pub(crate) struct WriteCounters {
 #[inline]
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
+}
+
+/// Adds one to a statistics counter that only the holder of one lock
+/// writes (a shard's write counters): a load and a store, not a
+/// read-modify-write, since the lock already excludes a concurrent bump.
+#[inline]
+pub(crate) fn bump_locked(counter: &AtomicU64) {
+    // Relaxed: a statistic; the lock orders the writers, so the load sees
+    // the previous holder's store and no increment is lost.
+    let n = counter.load(Relaxed);
+    // Relaxed: as above; readers of `stats` may see either value.
+    counter.store(n + 1, Relaxed);
 }
 
 /// Reader stripes, indexed by a per-thread number.

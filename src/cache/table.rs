@@ -25,7 +25,7 @@
 use std::borrow::Borrow;
 use std::ptr::NonNull;
 
-use super::entry::Entry;
+use super::entry::{Entry, Slot};
 use crate::sync::{AtomicPtr, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 /// Tag of a slot never used since the last rebuild (its pointer is null).
@@ -57,7 +57,7 @@ pub(crate) fn slots_for(capacity: usize) -> usize {
 }
 
 pub(crate) struct Table<K, V> {
-    slots: Box<[AtomicPtr<Entry<K, V>>]>,
+    slots: Box<[Slot<K, V>]>,
     tags: Box<[AtomicU8]>,
     mask: usize,
 }
@@ -98,6 +98,21 @@ impl<K, V> Table<K, V> {
         // Acquire: pairs with the Release store that published the entry,
         // so its fields are visible before the caller dereferences it.
         self.slots[i & self.mask].load(Acquire)
+    }
+
+    /// Slot `i` itself, for the key's node to point at (its address stays
+    /// put while the table lives; the array is never reallocated).
+    #[inline]
+    pub(crate) fn slot_ptr(&self, i: usize) -> *const Slot<K, V> {
+        &self.slots[i & self.mask]
+    }
+
+    /// The index of a slot of this table, from its address. Writer only.
+    pub(crate) fn index_of(&self, slot: *const Slot<K, V>) -> usize {
+        let offset = (slot as usize).wrapping_sub(self.slots.as_ptr() as usize);
+        let i = offset / std::mem::size_of::<Slot<K, V>>();
+        debug_assert!(i < self.slots.len(), "a slot of this table");
+        i
     }
 
     /// Slot `i`'s tag (for the invariant checker).
@@ -142,19 +157,6 @@ impl<K, V> Table<K, V> {
             i = (i + 1) & self.mask;
         }
         Probe::Absent
-    }
-
-    /// Slot that holds exactly `entry`. Writer only; `entry` is linked.
-    pub(crate) fn slot_of(&self, entry: *mut Entry<K, V>, hash: u64) -> usize {
-        let mut i = hash as usize & self.mask;
-        for _ in 0..=self.mask {
-            // Relaxed: the writer reads its own stores (under the lock).
-            if self.slots[i].load(Relaxed) == entry {
-                return i;
-            }
-            i = (i + 1) & self.mask;
-        }
-        unreachable!("a linked entry is on its probe sequence");
     }
 
     /// First free slot (null or tombstone) on `hash`'s probe sequence, and
@@ -229,7 +231,8 @@ impl<K, V> Table<K, V> {
     }
 
     /// A fresh table of the same size holding this one's entries (not yet
-    /// published: plain stores suffice, the pointer swap publishes it).
+    /// published: plain stores suffice, the pointer swap publishes it). Their
+    /// nodes still point at the old slots: see [`Table::point_nodes`].
     pub(crate) fn rebuilt(&self) -> Table<K, V> {
         let fresh = Table::new(self.slots.len());
         for slot in self.slots.iter() {
@@ -248,6 +251,22 @@ impl<K, V> Table<K, V> {
             fresh.tags[i].store(tag_of(hash), Relaxed);
         }
         fresh
+    }
+
+    /// Points every linked entry's node at its slot in this table, once the
+    /// table is where it will stay (after a rebuild moved the entries here).
+    /// Writer only.
+    pub(crate) fn point_nodes(&self) {
+        for i in 0..self.slots.len() {
+            // Relaxed: own stores, under the lock.
+            let p = self.slots[i].load(Relaxed);
+            if p.is_null() || p == tombstone() {
+                continue;
+            }
+            // SAFETY: linked entries (and so their live nodes) are alive
+            // while the lock is held.
+            unsafe { (*p).node() }.set_slot(self.slot_ptr(i));
+        }
     }
 
     /// Every entry pointer in the table (neither null nor tombstone), in
