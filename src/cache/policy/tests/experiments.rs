@@ -43,7 +43,7 @@ fn scan_mixed(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
     let mut out = Vec::with_capacity(len);
     let mut fresh = 1u64 << 40;
     while out.len() < len {
-        if rng.gen_range(0..100) < 2 {
+        if rng.gen_range(0..50) == 0 {
             for _ in 0..n / 2 {
                 out.push(fresh);
                 fresh += 1;
@@ -258,6 +258,7 @@ fn hit_ratios() {
                     "probe" => t.probe_percent = val.parse().unwrap(),
                     "step" => t.step_permille = val.parse().unwrap(),
                     "fixed" => t.probe_percent = 0,
+                    "nospill" => t.spill = false,
                     "small" => t.small_percent = val.parse().unwrap(),
                     "ghost" => t.ghost_percent = val.parse().unwrap(),
                     _ => panic!("unknown {k}"),
