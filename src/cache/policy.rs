@@ -58,6 +58,14 @@
 //! keys (while the cache fills, only small's probe could vote). The share
 //! stays between [`SMALL_MIN_PERCENT`] and [`SMALL_MAX_PERCENT`].
 //!
+//! # A starved cache spills into main
+//! When no key proves itself for a whole capacity of small's departures
+//! (a loop over more keys than the ghost remembers) main stays empty and
+//! S3-FIFO is a FIFO, which hits nothing on a loop. Then, while main holds
+//! fewer handles than small, small's unread keys spill into main's free
+//! share (at its head) instead of leaving, and main keeps a fixed subset;
+//! the first proven key undoes it (see `Policy::spills`).
+//!
 //! Counters stay capped at 3 and the ghost as large as the cache, as in the
 //! paper. `docs/cache_policy.md` has the measurements, and those of what was
 //! tried and left out (W-TinyLFU's frequency-sketch admission, a hill
