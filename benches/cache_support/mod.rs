@@ -104,6 +104,42 @@ pub fn scan_mixed(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
     keys
 }
 
+/// `len` requests looping over the keys `0..n`: larger than the cache, the
+/// loop is LRU's worst case (every request misses); the best a cache can do
+/// is keep a fixed subset.
+pub fn looping(n: u64, len: usize) -> Vec<u64> {
+    (0..len as u64).map(|i| i % n).collect()
+}
+
+/// A Zipf stream (exponent `s` over `n` keys) whose hot set moves to `n`
+/// fresh keys every `period` requests: the working set changes and what was
+/// hot never returns.
+pub fn shifting(n: u64, s: f64, period: usize, len: usize, seed: u64) -> Vec<u64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dist = Zipf::new(n, s).expect("valid Zipf parameters");
+    (0..len)
+        .map(|i| (i / period) as u64 * n + dist.sample(&mut rng) as u64)
+        .collect()
+}
+
+/// A Zipf core (exponent `s` over `n` keys) with `percent` of the requests
+/// going to keys that never occur again (one-hit wonders).
+pub fn one_hit_wonders(n: u64, s: f64, percent: u32, len: usize, seed: u64) -> Vec<u64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dist = Zipf::new(n, s).expect("valid Zipf parameters");
+    let mut fresh = 1u64 << 40;
+    (0..len)
+        .map(|_| {
+            if rng.gen_range(0..100) < percent {
+                fresh += 1;
+                fresh
+            } else {
+                dist.sample(&mut rng) as u64
+            }
+        })
+        .collect()
+}
+
 /// A named key stream and the capacities it is measured at.
 #[derive(Debug)]
 pub struct Workload {
@@ -150,6 +186,56 @@ pub fn workloads(quick: bool) -> Vec<Workload> {
         keys: scan_mixed(100_000, 0.9, synthetic, 3),
         capacities: vec![1000, 10_000],
     });
+    w
+}
+
+/// Held-out workloads: never used to choose or tune the policy, only to
+/// check that a change made for [`workloads`] is general. Other Zipf skews
+/// and sizes, a loop larger than the cache, a moving hot set, one-hit
+/// wonders around a Zipf core, and each trace's halves on their own (a cold
+/// start in mid-trace). `quick` takes prefixes of 30,000 requests.
+pub fn held_out_workloads(quick: bool) -> Vec<Workload> {
+    let len = |n: usize| if quick { n.min(30_000) } else { n };
+    let mut w = Vec::new();
+    for (s, seed) in [(0.6, 11), (0.9, 12), (1.2, 13)] {
+        w.push(Workload {
+            name: format!("zipf-{s:.1}"),
+            description: format!("Zipf s={s} over 100,000 keys, seed {seed}"),
+            keys: zipf(100_000, s, len(500_000), seed),
+            capacities: vec![500, 5000, 20_000],
+        });
+    }
+    w.push(Workload {
+        name: "loop".into(),
+        description: "a loop over 12,000 keys".into(),
+        keys: looping(12_000, len(300_000)),
+        capacities: vec![1000, 10_000],
+    });
+    w.push(Workload {
+        name: "shifting".into(),
+        description: "Zipf s=0.9 over 10,000 keys, moved to fresh keys every 100,000 requests"
+            .into(),
+        keys: shifting(10_000, 0.9, 100_000, len(600_000), 14),
+        capacities: vec![500, 2000, 5000],
+    });
+    w.push(Workload {
+        name: "one-hit-wonders".into(),
+        description: "half the requests to Zipf s=1 over 50,000 keys, half to new keys".into(),
+        keys: one_hit_wonders(50_000, 1.0, 50, len(600_000), 15),
+        capacities: vec![1000, 10_000],
+    });
+    for (name, caps) in [("OLTP", vec![250, 1000]), ("P3", vec![16_384, 65_536])] {
+        let keys = trace(name, None);
+        let (first, second) = keys.split_at(keys.len() / 2);
+        for (half, keys) in [("1st", first), ("2nd", second)] {
+            w.push(Workload {
+                name: format!("{name}-{half}-half"),
+                description: format!("the {half} half of the {name} trace, from a cold cache"),
+                keys: keys[..len(keys.len())].to_vec(),
+                capacities: caps.clone(),
+            });
+        }
+    }
     w
 }
 

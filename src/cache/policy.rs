@@ -58,6 +58,14 @@
 //! keys (while the cache fills, only small's probe could vote). The share
 //! stays between [`SMALL_MIN_PERCENT`] and [`SMALL_MAX_PERCENT`].
 //!
+//! # A starved cache spills into main
+//! When no key proves itself for a whole capacity of small's departures
+//! (a loop over more keys than the ghost remembers) main stays empty and
+//! S3-FIFO is a FIFO, which hits nothing on a loop. Then, while main holds
+//! fewer handles than small, small's unread keys spill into main's free
+//! share (at its head) instead of leaving, and main keeps a fixed subset;
+//! the first proven key undoes it (see `Policy::spills`).
+//!
 //! Counters stay capped at 3 and the ghost as large as the cache, as in the
 //! paper. `docs/cache_policy.md` has the measurements, and those of what was
 //! tried and left out (W-TinyLFU's frequency-sketch admission, a hill
@@ -138,6 +146,13 @@ pub(crate) struct Policy<H> {
     votes: (u32, u32),
     /// Inserts in this epoch.
     epoch: usize,
+    /// Unread departures from small since a key last entered main proven
+    /// (read while in small, or remembered by the ghost).
+    starved: usize,
+    /// Whether small's unread keys spill into main (see [`Policy::spills`]).
+    spilling: bool,
+    /// Keys spilled into main, less main's evictions since spilling ended.
+    spilled: usize,
     /// Sizes and switches.
     tuning: Tuning,
 }
@@ -156,6 +171,9 @@ pub(crate) struct Tuning {
     /// Step of small's target per probe hit, in thousandths of the capacity
     /// (at least one entry).
     pub(crate) step_permille: usize,
+    /// Whether a starved cache spills small's unread keys into main's free
+    /// share (see [`Policy::spills`]).
+    pub(crate) spill: bool,
 }
 
 impl Tuning {
@@ -165,6 +183,7 @@ impl Tuning {
         ghost_percent: 100,
         probe_percent: PROBE_PERCENT,
         step_permille: STEP_PERMILLE,
+        spill: true,
     };
 }
 
@@ -189,6 +208,9 @@ impl<H: Handle> Policy<H> {
             probe: probe_depth(capacity, tuning) as u32,
             votes: (0, 0),
             epoch: 0,
+            starved: 0,
+            spilling: false,
+            spilled: 0,
         }
     }
 
@@ -209,6 +231,10 @@ impl<H: Handle> Policy<H> {
         let hash = handle.hash();
         let age = self.ghost.take_age(hash);
         let to_main = age.is_some();
+        if to_main {
+            self.starved = 0;
+            self.spilling = false;
+        }
         // Both probes compare like with like only once main has evicted a
         // probe's worth of keys (while the cache fills, only small's probe
         // could vote).
@@ -267,6 +293,9 @@ impl<H: Handle> Policy<H> {
         self.small_target = (self.capacity * self.tuning.small_percent / 100).max(1);
         self.votes = (0, 0);
         self.epoch = 0;
+        self.starved = 0;
+        self.spilling = false;
+        self.spilled = 0;
         let small = self.small.drain(..);
         small
             .chain(self.main.drain(..))
@@ -298,16 +327,28 @@ impl<H: Handle> Policy<H> {
 
     /// Evicts one live handle, or moves one from small to main.
     fn evict_one(&mut self, evicted: &mut Vec<H>) {
+        if self.spilled > 0 && !self.spilling {
+            // A key proved itself since small spilled into main: the
+            // spilled keys, at main's head, leave before small shortens
+            // (as they would have from small).
+            self.spilled -= 1;
+            return self.evict_main(evicted);
+        }
         if self.small.len() >= self.small_target || self.main.is_empty() {
             // Pop small until one live handle leaves it: an unread one is
-            // evicted and remembered by the ghost, a read one moves to main
-            // with its counter reset.
+            // evicted and remembered by the ghost (or spills into main's
+            // free share), a read one moves to main with its counter reset.
             while let Some(h) = self.small.pop_front() {
                 if !h.is_live() {
                     continue;
                 }
                 let f = h.frequency();
-                if f == 0 {
+                if f > 0 {
+                    self.starved = 0;
+                    self.spilling = false;
+                }
+                if f == 0 && !self.spills() {
+                    self.starved += 1;
                     self.ghost.insert(h.hash());
                     self.live -= 1;
                     evicted.push(h);
@@ -319,12 +360,49 @@ impl<H: Handle> Policy<H> {
                         // have had to be to keep it.
                         self.ghost.tick();
                     }
-                    self.main.push_back(h);
+                    if f == 0 {
+                        // Spilled: at main's head, its next victim.
+                        self.spilled += 1;
+                        self.main.push_front(h);
+                    } else {
+                        self.main.push_back(h);
+                    }
                 }
                 return;
             }
         }
         self.evict_main(evicted);
+    }
+
+    /// Whether small's unread head moves to main instead of leaving.
+    ///
+    /// S3-FIFO fills main only with proven keys. When none comes (a loop
+    /// over more keys than the ghost remembers: every key returns, but too
+    /// late), main stays empty and the cache is a FIFO, which hits nothing
+    /// on a loop. So once a whole capacity of keys has left small unread
+    /// since the last proven key (that FIFO had no hit in its last
+    /// turnover) while main holds fewer handles than small, small's unread
+    /// keys spill into main, at its head, until main reaches its share or a
+    /// key proves itself. Main keeps them while nothing proves itself (it
+    /// evicts only to make room for proven keys), so a loop hits on a fixed
+    /// subset instead of on nothing. Once a key proves itself, the spill is
+    /// undone: as many evictions as keys spilled come from main's head,
+    /// where CLOCK meets the spilled keys first, before small shortens, so a
+    /// scan (which starves small just as a loop does) leaves no more behind
+    /// than it would have in small. The condition on main keeps this to a
+    /// cache that has become a FIFO: one whose main holds proven keys does
+    /// not spill.
+    fn spills(&mut self) -> bool {
+        if !self.tuning.spill
+            || self.starved < self.capacity
+            || self.main.len() + self.small_target >= self.capacity
+        {
+            return false;
+        }
+        if !self.spilling {
+            self.spilling = self.main.len() < self.small.len();
+        }
+        self.spilling
     }
 
     /// Evicts main's CLOCK victim, or small's head when main holds no live

@@ -283,6 +283,57 @@ fn removals_mixed_with_inserts_keep_memory_bounded() {
 }
 
 #[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
+fn a_loop_larger_than_the_cache_hits_on_a_fixed_subset() {
+    // A loop over 12x the capacity: every key returns, but long after the
+    // ghost forgot it. A FIFO (or an LRU) hits nothing; spilling into main
+    // keeps a fixed subset, close to the best possible (90 / 1200).
+    let capacity = 100;
+    let mut sim = Sim::new(capacity);
+    for _ in 0..30 {
+        for k in 0..12 * capacity as u64 {
+            sim.access(k);
+        }
+    }
+    assert!(sim.hit_ratio() > 0.06, "hit ratio {:.4}", sim.hit_ratio());
+    let mut fifo = Sim::with_tuning(
+        capacity,
+        Tuning {
+            spill: false,
+            ..Tuning::DEFAULT
+        },
+    );
+    for _ in 0..30 {
+        for k in 0..12 * capacity as u64 {
+            fifo.access(k);
+        }
+    }
+    assert_eq!(fifo.hits, 0, "without spilling the loop should not hit");
+}
+
+#[test]
+// Safe code on a large workload: miri would add hours and nothing else.
+#[cfg_attr(miri, ignore)]
+fn a_scan_does_not_spill_into_a_main_of_proven_keys() {
+    let capacity = 100;
+    let mut sim = Sim::new(capacity);
+    // Proven keys fill main.
+    for _ in 0..20 {
+        for k in 0..80 {
+            sim.access(k);
+        }
+    }
+    // A long scan: small's FIFO had no hit for many turnovers.
+    for k in 1_000..1_000 + 50 * capacity as u64 {
+        sim.access(k);
+    }
+    let resident = (0..80).filter(|k| sim.table.contains_key(k)).count();
+    assert!(resident >= 72, "only {resident} of 80 proven keys survived");
+    assert!(!sim.policy.spilling);
+}
+
+#[test]
 fn clear_returns_the_live_handles_and_resets() {
     let mut sim = Sim::new(10);
     for k in 0..10 {

@@ -43,7 +43,7 @@ fn scan_mixed(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
     let mut out = Vec::with_capacity(len);
     let mut fresh = 1u64 << 40;
     while out.len() < len {
-        if rng.gen_range(0..100) < 2 {
+        if rng.gen_range(0..50) == 0 {
             for _ in 0..n / 2 {
                 out.push(fresh);
                 fresh += 1;
@@ -58,15 +58,74 @@ fn scan_mixed(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
     out
 }
 
+/// A loop over `n` keys, repeated: larger than the cache, it is LRU's
+/// worst case (every request misses).
+fn looping(n: u64, len: usize) -> Vec<u64> {
+    (0..len as u64).map(|i| i % n).collect()
+}
+
+/// Zipf over `n` keys whose hot set moves to fresh keys every `period`
+/// requests (the working set changes; what was hot never returns).
+fn shifting(n: u64, s: f64, period: usize, len: usize, seed: u64) -> Vec<u64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let z = Zipf::new(n, s).expect("zipf");
+    (0..len)
+        .map(|i| (i / period) as u64 * n + z.sample(&mut rng) as u64)
+        .collect()
+}
+
+/// A Zipf core (`s` over `n` keys) with `wonders` percent of the requests
+/// going to keys that are never requested again.
+fn one_hit_wonders(n: u64, s: f64, wonders: u32, len: usize, seed: u64) -> Vec<u64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let z = Zipf::new(n, s).expect("zipf");
+    let mut fresh = 1u64 << 40;
+    (0..len)
+        .map(|_| {
+            if rng.gen_range(0..100) < wonders {
+                fresh += 1;
+                fresh
+            } else {
+                z.sample(&mut rng) as u64
+            }
+        })
+        .collect()
+}
+
+/// Shards the real cache would use for `cap` on a machine of `cores` cores
+/// (at least 256 entries a shard, at most 4 shards a core).
+fn shards_for(cap: usize, cores: usize) -> usize {
+    let by_cap = 1usize << (usize::BITS - 1 - (cap / 256).max(1).leading_zeros());
+    by_cap.min((cores * 4).next_power_of_two())
+}
+
 fn ours(keys: &[u64], cap: usize, t: Tuning) -> f64 {
-    let mut sim = Sim::with_tuning(cap, t);
+    // SHARD_CORES=n: split the capacity over the shards the real cache
+    // would use on n cores, routing keys by their hash's top bits.
+    let shards = std::env::var("SHARD_CORES")
+        .ok()
+        .map_or(1, |c| shards_for(cap, c.parse().expect("cores")));
+    let mut sims: Vec<Sim> = (0..shards)
+        .map(|i| Sim::with_tuning(cap / shards + usize::from(i < cap % shards), t))
+        .collect();
+    let bits = shards.trailing_zeros();
     for (i, &k) in keys.iter().enumerate() {
-        sim.access(k);
+        let shard = if bits == 0 {
+            0
+        } else {
+            (super::mix(k) >> (64 - bits)) as usize
+        };
+        sims[shard].access(k);
         if std::env::var("TRACE_SMALL").is_ok() && i % (keys.len() / 10) == 0 {
-            eprintln!("cap {cap} at {i}: small target {}", sim.policy.small_target);
+            eprintln!(
+                "cap {cap} at {i}: small target {}",
+                sims[0].policy.small_target
+            );
         }
     }
-    sim.hit_ratio()
+    let hits: u64 = sims.iter().map(|s| s.hits).sum();
+    let total: u64 = sims.iter().map(|s| s.hits + s.misses).sum();
+    hits as f64 / total.max(1) as f64
 }
 
 fn moka(keys: &[u64], cap: usize) -> f64 {
@@ -153,6 +212,39 @@ fn hit_ratios() {
             vec![1000, 10000],
         ));
     }
+    if only.contains("heldout") {
+        // Not used to choose anything: the check that a change is general.
+        for (s, seed) in [(0.6, 11), (0.9, 12), (1.2, 13)] {
+            workloads.push((
+                format!("zipf{s}"),
+                zipf(100_000, s, 500_000, seed),
+                vec![500, 5000, 20000],
+            ));
+        }
+        workloads.push((
+            "loop12k".into(),
+            looping(12_000, 300_000),
+            vec![1000, 10000],
+        ));
+        workloads.push((
+            "shift".into(),
+            shifting(10_000, 0.9, 100_000, 600_000, 14),
+            vec![500, 2000, 5000],
+        ));
+        workloads.push((
+            "ohw50".into(),
+            one_hit_wonders(50_000, 1.0, 50, 600_000, 15),
+            vec![1000, 10000],
+        ));
+        let oltp = trace("OLTP");
+        let (a, b) = oltp.split_at(oltp.len() / 2);
+        workloads.push(("OLTP-1st".into(), a.to_vec(), vec![250, 1000]));
+        workloads.push(("OLTP-2nd".into(), b.to_vec(), vec![250, 1000]));
+        let p3 = trace("P3");
+        let (a, b) = p3.split_at(p3.len() / 2);
+        workloads.push(("P3-1st".into(), a.to_vec(), vec![16384, 65536]));
+        workloads.push(("P3-2nd".into(), b.to_vec(), vec![16384, 65536]));
+    }
     let base = Tuning::DEFAULT;
     let variants: Vec<(String, Tuning)> = std::env::var("VARIANTS")
         .unwrap_or_else(|_| "default".into())
@@ -166,6 +258,7 @@ fn hit_ratios() {
                     "probe" => t.probe_percent = val.parse().unwrap(),
                     "step" => t.step_permille = val.parse().unwrap(),
                     "fixed" => t.probe_percent = 0,
+                    "nospill" => t.spill = false,
                     "small" => t.small_percent = val.parse().unwrap(),
                     "ghost" => t.ghost_percent = val.parse().unwrap(),
                     _ => panic!("unknown {k}"),
