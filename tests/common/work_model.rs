@@ -155,7 +155,9 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
         let now = self.now();
         let deadline = now.saturating_add(self.lease);
         let mut g = self.inner.lock().unwrap();
-        Self::promote(&mut g, now, &key);
+        if self.backoff.is_some() {
+            Self::promote(&mut g, now, &key);
+        }
         while let Some(id) = g.order.pop_front() {
             let Some(item) = g.items.get_mut(&id) else {
                 continue;
