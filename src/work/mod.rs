@@ -239,7 +239,7 @@ impl<T> WorkQueue<T> {
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX)
+        self.clock.now_nanos()
     }
 
     /// Adds an item at the tail of the pending order and returns its id.
