@@ -246,7 +246,10 @@ impl fmt::Display for ItemId {
 ///                                       └── fail / lease expiry ──▶ Failed (dead letter)
 /// ```
 ///
-/// `remove` takes an item out from any status. `docs/work.md` has the full
+/// `remove` takes an item out from any status. With a
+/// [retry backoff](crate::RetryBackoff), an item that `fail`ed stays
+/// `Pending` but cannot be claimed before its
+/// [`retry_at`](ItemSnapshot::retry_at). `docs/work.md` has the full
 /// table, including what a claim whose lease expired may still do.
 ///
 /// # Examples
