@@ -29,6 +29,25 @@ use crate::sync::{AtomicU64, Ordering};
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Time elapsed since the clock's starting point; never goes backwards.
     fn now(&self) -> Duration;
+
+    /// [`now`](Self::now) in whole nanoseconds, saturating at `u64::MAX`
+    /// (about 584 years). The structures read time through this on their
+    /// hot paths; the provided version converts `now()`, and a clock that
+    /// counts nanoseconds natively may override it to skip the
+    /// [`Duration`] round trip (a division and a multiplication).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use unlocked::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// clock.advance(Duration::from_micros(3));
+    /// assert_eq!(clock.now_nanos(), 3_000);
+    /// ```
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.now().as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 /// The real monotonic clock, counted from its creation.
@@ -95,6 +114,18 @@ impl Clock for SystemClock {
         #[cfg(any(miri, unlocked_loom, feature = "shuttle"))]
         self.start.elapsed()
     }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        #[cfg(not(any(miri, unlocked_loom, feature = "shuttle")))]
+        {
+            self.source.delta_as_nanos(self.start, self.source.raw())
+        }
+        #[cfg(any(miri, unlocked_loom, feature = "shuttle"))]
+        {
+            u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        }
+    }
 }
 
 /// A clock that moves only when [`advance`](ManualClock::advance) or
@@ -149,8 +180,12 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Duration {
+        Duration::from_nanos(self.now_nanos())
+    }
+
+    fn now_nanos(&self) -> u64 {
         // Relaxed: as in `advance`.
-        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+        self.nanos.load(Ordering::Relaxed)
     }
 }
 

@@ -146,8 +146,8 @@ pub use config::{
 };
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};
 pub use work::{
-    Claim, ItemId, ItemSnapshot, ItemStatus, QueueFull, StatusCounts, WorkError, WorkQueue,
-    WorkQueueBuilder,
+    Claim, ItemId, ItemSnapshot, ItemStatus, QueueFull, RetryBackoff, StatusCounts, WorkError,
+    WorkQueue, WorkQueueBuilder,
 };
 
 // The builders' errors, one per structure (each lists what its builder can

@@ -1,6 +1,6 @@
 //! Randomized schedule exploration of `WorkQueue` with
 //! [shuttle](https://docs.rs/shuttle): producers, workers that complete,
-//! fail, release or vanish, and a maintenance thread that removes an item
+//! fail (with or without a retry backoff), release or vanish, and a maintenance thread that removes an item
 //! and reaps expired leases on a manual clock race on one queue; every schedule's outcome is checked against the sequential
 //! reference semantics.
 //!
@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
-use unlocked::{ItemId, ItemStatus, ManualClock, StatusCounts, WorkError, WorkQueue};
+use unlocked::{ItemId, ItemStatus, ManualClock, RetryBackoff, StatusCounts, WorkError, WorkQueue};
 
 const DEFAULT_ITERATIONS: usize = 5000;
 const PCT_DEPTH: usize = 3;
@@ -74,6 +74,9 @@ struct Scenario {
     remover: bool,
     max_size: Option<usize>,
     max_attempts: u32,
+    /// A fixed retry backoff of half a lease (the maintenance thread moves
+    /// the clock a lease at a time, so items fall due while workers claim).
+    backoff: bool,
 }
 
 fn run_scenario(sc: Scenario) {
@@ -84,6 +87,9 @@ fn run_scenario(sc: Scenario) {
         .clock(clock.clone());
     if let Some(m) = sc.max_size {
         b = b.max_size(m);
+    }
+    if sc.backoff {
+        b = b.retry_backoff(RetryBackoff::fixed(LEASE / 2));
     }
     let q = Arc::new(b.build().unwrap());
     let log = Arc::new(Mutex::new(Vec::<Event>::new()));
@@ -162,6 +168,24 @@ fn run_scenario(sc: Scenario) {
     }
     for h in handles {
         h.join().unwrap();
+    }
+    // At rest, an item backing off is never stranded: once due, `claim`
+    // alone (no `reap_expired`) finds it.
+    let backing_off: Vec<ItemId> = q
+        .snapshot()
+        .iter()
+        .filter(|s| s.retry_at().is_some())
+        .map(|s| s.id())
+        .collect();
+    clock.advance(LEASE);
+    let mut claimed = Vec::new();
+    while let Some(c) = q.claim() {
+        claimed.push(c.id());
+        q.complete(&c).unwrap();
+        record(&log, Event::Completed(c.id()));
+    }
+    for id in backing_off {
+        assert!(claimed.contains(&id), "{id} due but not claimable");
     }
     // Quiescence: drain sequentially.
     loop {
@@ -251,6 +275,7 @@ fn producers_failing_and_vanishing_workers_reaper_remover() {
             remover: true,
             max_size: None,
             max_attempts: 2,
+            backoff: false,
         },
     );
 }
@@ -267,6 +292,7 @@ fn bounded_queue_dead_letters_and_late_completes() {
             remover: true,
             max_size: Some(3),
             max_attempts: 1,
+            backoff: false,
         },
     );
 }
@@ -283,6 +309,24 @@ fn many_workers_one_producer() {
             remover: false,
             max_size: None,
             max_attempts: 3,
+            backoff: false,
+        },
+    );
+}
+
+#[test]
+fn failing_workers_with_retry_backoff_reaper_remover() {
+    explore(
+        "failing_workers_with_retry_backoff_reaper_remover",
+        Scenario {
+            producers: 1,
+            adds_each: 2,
+            workers: &[&[Fail, Fail, Complete], &[Fail, Vanish, Complete]],
+            reaps: 2,
+            remover: true,
+            max_size: None,
+            max_attempts: 3,
+            backoff: true,
         },
     );
 }

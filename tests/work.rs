@@ -22,7 +22,8 @@ use common::work_model::{RefClaim, RefWorkQueue};
 use common::{scaled, XorShift};
 use unlocked::work::{LEASE_EXPIRED, MAX_ATTEMPTS};
 use unlocked::{
-    Claim, ItemId, ItemStatus, ManualClock, QueueFull, StatusCounts, WorkError, WorkQueue,
+    Claim, ItemId, ItemStatus, ManualClock, QueueFull, RetryBackoff, StatusCounts, WorkError,
+    WorkQueue,
 };
 
 const LEASE: Duration = Duration::from_secs(10);
@@ -286,17 +287,351 @@ fn debug_output_names_the_settings() {
 }
 
 // ---------------------------------------------------------------------------
+// Retry backoff
+// ---------------------------------------------------------------------------
+
+fn backing_off(backoff: RetryBackoff, max_attempts: u32) -> (WorkQueue<u64>, ManualClock) {
+    let clock = ManualClock::new();
+    let q = WorkQueue::builder()
+        .max_attempts(max_attempts)
+        .lease(LEASE)
+        .retry_backoff(backoff)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (q, clock)
+}
+
+const SEC: Duration = Duration::from_secs(1);
+
+#[test]
+fn builder_refuses_a_backoff_that_cannot_work() {
+    let e = WorkQueue::<u8>::builder()
+        .retry_backoff(RetryBackoff::exponential(Duration::ZERO, SEC))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("retry_backoff"), "{e}");
+    assert!(e.to_string().contains("base"), "{e}");
+    let e = WorkQueue::<u8>::builder()
+        .retry_backoff(RetryBackoff::exponential(SEC * 2, SEC))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("max must be at least base"), "{e}");
+    for ok in [
+        RetryBackoff::none(),
+        RetryBackoff::fixed(Duration::ZERO),
+        RetryBackoff::fixed(SEC),
+        RetryBackoff::exponential(SEC, SEC),
+    ] {
+        let q = WorkQueue::<u8>::builder()
+            .retry_backoff(ok)
+            .build()
+            .unwrap();
+        assert_eq!(q.retry_backoff(), ok);
+    }
+    assert!(RetryBackoff::fixed(Duration::ZERO).is_none());
+    assert_eq!(RetryBackoff::default(), RetryBackoff::none());
+}
+
+#[test]
+fn failed_item_waits_out_its_backoff_then_joins_the_tail() {
+    let (q, clock) = backing_off(RetryBackoff::exponential(SEC, SEC * 3), 4);
+    let a = q.add(1).unwrap();
+    let ca = q.claim().unwrap();
+    assert_eq!(q.fail(&ca, "first"), Ok(ItemStatus::Pending));
+    // Refused as before: the claim already settled the item.
+    assert_eq!(q.fail(&ca, "again"), Err(WorkError::AlreadyFinished));
+    assert_eq!(q.complete(&ca), Err(WorkError::AlreadyFinished));
+    assert_eq!(q.release(&ca), Err(WorkError::AlreadyFinished));
+    let snap = q.get(a).unwrap();
+    assert_eq!(
+        (snap.status(), snap.attempts(), snap.retry_at()),
+        (ItemStatus::Pending, 1, Some(SEC))
+    );
+    assert_eq!(snap.last_error().as_deref(), Some("first"));
+    assert_eq!(q.counts().pending, 1);
+    assert!(format!("{snap:?}").contains("retry_at"));
+    assert!(q.claim().is_none(), "still backing off");
+    // An item added meanwhile is claimed first; the due one joins the tail.
+    let b = q.add(2).unwrap();
+    clock.advance(SEC);
+    let c = q.add(3).unwrap();
+    let order: Vec<ItemId> = (0..3).map(|_| q.claim().unwrap().id()).collect();
+    assert_eq!(order, [b, c, a]);
+    assert_eq!(
+        q.get(a).unwrap().retry_at(),
+        None,
+        "claimed: no longer waiting"
+    );
+}
+
+#[test]
+fn exponential_delays_grow_to_max_and_dead_letters_do_not_wait() {
+    let (q, clock) = backing_off(RetryBackoff::exponential(SEC, SEC * 3), 4);
+    let id = q.add(1).unwrap();
+    for (attempt, delay) in [(1u32, 1u32), (2, 2), (3, 3)] {
+        let c = q.claim().expect("due");
+        assert_eq!(c.attempts(), attempt);
+        assert_eq!(c.last_error().is_some(), attempt > 1);
+        assert_eq!(
+            q.fail(&c, format!("fail {attempt}")),
+            Ok(ItemStatus::Pending)
+        );
+        assert_eq!(
+            q.get(id).unwrap().retry_at(),
+            Some(unlocked::Clock::now(&clock) + SEC * delay)
+        );
+        clock.advance(SEC * delay - Duration::from_nanos(1));
+        assert!(
+            q.claim().is_none(),
+            "attempt {attempt}: one nanosecond early"
+        );
+        clock.advance(Duration::from_nanos(1));
+    }
+    let c = q.claim().unwrap();
+    assert_eq!(c.attempts(), 4);
+    assert_eq!(q.fail(&c, "last"), Ok(ItemStatus::Failed));
+    let dead = q.get(id).unwrap();
+    assert_eq!((dead.status(), dead.retry_at()), (ItemStatus::Failed, None));
+}
+
+#[test]
+fn stale_claims_are_refused_around_a_backoff() {
+    let (q, clock) = backing_off(RetryBackoff::fixed(SEC), 5);
+    let id = q.add(1).unwrap();
+    let lost = q.claim().unwrap();
+    clock.advance(LEASE);
+    assert_eq!(q.reap_expired(), 1);
+    let holder = q.claim().unwrap();
+    // The expired claim is stale now; nothing changes.
+    assert_eq!(q.fail(&lost, "late"), Err(WorkError::StaleClaim));
+    assert_eq!(q.get(id).unwrap().status(), ItemStatus::Processing);
+    q.fail(&holder, "busy").unwrap();
+    assert_eq!(q.complete(&lost), Err(WorkError::StaleClaim));
+    assert_eq!(q.fail(&lost, "late"), Err(WorkError::StaleClaim));
+    assert_eq!(q.get(id).unwrap().last_error().as_deref(), Some("busy"));
+    assert_eq!(q.get(id).unwrap().retry_at(), Some(LEASE + SEC));
+    // A reaped claim's own fail does not add a delay: the item is pending again.
+    let (q, clock) = backing_off(RetryBackoff::fixed(SEC), 5);
+    q.add(1).unwrap();
+    let expired = q.claim().unwrap();
+    clock.advance(LEASE);
+    assert_eq!(q.reap_expired(), 1);
+    assert_eq!(q.fail(&expired, "late"), Ok(ItemStatus::Pending));
+    assert_eq!(q.claim().unwrap().attempts(), 2);
+}
+
+#[test]
+fn reap_expired_moves_due_items_without_counting_them() {
+    let (q, clock) = backing_off(RetryBackoff::fixed(SEC), 3);
+    let a = q.add(1).unwrap();
+    let b = q.add(2).unwrap();
+    let ca = q.claim().unwrap();
+    let _cb = q.claim().unwrap();
+    q.fail(&ca, "x").unwrap();
+    clock.advance(SEC);
+    assert_eq!(q.reap_expired(), 0, "a due item is not an expired lease");
+    assert_eq!(
+        q.get(a).unwrap().retry_at(),
+        None,
+        "moved to the pending order"
+    );
+    clock.advance(LEASE);
+    assert_eq!(q.reap_expired(), 1);
+    let order: Vec<ItemId> = (0..2).map(|_| q.claim().unwrap().id()).collect();
+    assert_eq!(order, [a, b]);
+}
+
+#[test]
+fn removing_a_backing_off_item() {
+    let (q, clock) = backing_off(RetryBackoff::fixed(SEC), 3);
+    let a = q.add(1).unwrap();
+    let c = q.claim().unwrap();
+    q.fail(&c, "x").unwrap();
+    let snap = q.remove(a).unwrap();
+    assert_eq!(
+        (snap.status(), snap.retry_at()),
+        (ItemStatus::Pending, Some(SEC))
+    );
+    assert_eq!(q.fail(&c, "x"), Err(WorkError::Removed));
+    clock.advance(SEC);
+    assert!(q.claim().is_none());
+    assert_eq!(q.reap_expired(), 0);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn backing_off_values_are_dropped_exactly_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let clock = ManualClock::new();
+    {
+        let q = WorkQueue::builder()
+            .retry_backoff(RetryBackoff::fixed(SEC))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        for _ in 0..4 {
+            q.add(Tracked {
+                drops: Arc::clone(&drops),
+            })
+            .unwrap();
+        }
+        // Two back off, one of them removed; one is due and moved; one pending.
+        for _ in 0..3 {
+            let c = q.claim().unwrap();
+            q.fail(&c, "x").unwrap();
+        }
+        let ids: Vec<ItemId> = q.snapshot().iter().map(|s| s.id()).collect();
+        assert!(q.remove(ids[0]).is_some());
+        clock.advance(SEC);
+        let c = q.claim().unwrap();
+        q.fail(&c, "x").unwrap();
+        assert_eq!(q.counts().pending, 3);
+    }
+    assert_eq!(drops_after_flush(&drops, 4), 4);
+}
+
+#[test]
+fn claim_timeout_wakes_when_a_backoff_is_over() {
+    // The system clock: the waiter's own timer finds the item due.
+    let q = Arc::new(
+        WorkQueue::builder()
+            .retry_backoff(RetryBackoff::fixed(Duration::from_millis(20)))
+            .build()
+            .unwrap(),
+    );
+    q.add(7).unwrap();
+    let c = q.claim().unwrap();
+    q.fail(&c, "busy").unwrap();
+    let again = q
+        .claim_timeout(Duration::from_secs(60))
+        .expect("due after 20 ms");
+    assert_eq!((*again.data(), again.attempts()), (7, 2));
+    // A waiter already asleep when the item starts backing off.
+    let waiter = {
+        let q = Arc::clone(&q);
+        thread::spawn(move || {
+            q.claim_timeout(Duration::from_secs(60))
+                .map(|c| c.attempts())
+        })
+    };
+    thread::sleep(Duration::from_millis(20));
+    q.fail(&again, "busy").unwrap();
+    assert_eq!(waiter.join().unwrap(), Some(3));
+}
+
+#[test]
+fn waiters_on_a_manual_clock_are_woken_by_reap_expired() {
+    let (q, clock) = backing_off(RetryBackoff::fixed(SEC * 3600), 3);
+    let q = Arc::new(q);
+    q.add(1).unwrap();
+    let c = q.claim().unwrap();
+    q.fail(&c, "x").unwrap();
+    let blocking = {
+        let q = Arc::clone(&q);
+        thread::spawn(move || q.claim_timeout(Duration::from_secs(600)).map(|c| *c.data()))
+    };
+    let asynchronous = {
+        let q = Arc::clone(&q);
+        thread::spawn(move || pollster::block_on(q.claim_async()).map(|c| *c.data()))
+    };
+    thread::sleep(Duration::from_millis(20));
+    clock.advance(SEC * 3600);
+    q.reap_expired();
+    q.add(2).unwrap();
+    let mut got = [blocking.join().unwrap(), asynchronous.join().unwrap()];
+    got.sort();
+    assert_eq!(got, [Some(1), Some(2)]);
+}
+
+/// Workers on the system clock fail every first and second attempt, with a
+/// short backoff, while others wait in `claim_timeout`: every item is
+/// completed exactly once, on its third attempt, and nothing is left.
+#[test]
+fn threaded_workers_with_retry_backoff_complete_everything_once() {
+    let n = scaled(600, 12);
+    let q = Arc::new(
+        WorkQueue::builder()
+            .max_attempts(3)
+            .retry_backoff(RetryBackoff::exponential(
+                Duration::from_micros(200),
+                Duration::from_millis(1),
+            ))
+            .build()
+            .unwrap(),
+    );
+    for i in 0..n {
+        q.add(i).unwrap();
+    }
+    let done = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (q, done) = (Arc::clone(&q), Arc::clone(&done));
+            thread::spawn(move || {
+                let mut completed = Vec::new();
+                while done.load(SeqCst) < n {
+                    let Some(c) = q.claim_timeout(Duration::from_millis(5)) else {
+                        continue;
+                    };
+                    if c.attempts() < 3 {
+                        assert_eq!(q.fail(&c, "not yet"), Ok(ItemStatus::Pending));
+                    } else {
+                        q.complete(&c).unwrap();
+                        completed.push(*c.data());
+                        done.fetch_add(1, SeqCst);
+                    }
+                }
+                completed
+            })
+        })
+        .collect();
+    let mut all: Vec<usize> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..n).collect::<Vec<_>>());
+    assert_eq!(q.counts().completed, n);
+    assert!(q.snapshot().iter().all(|s| s.retry_at().is_none()));
+}
+
+// ---------------------------------------------------------------------------
 // Differential against the reference
 // ---------------------------------------------------------------------------
 
-fn differential(seed: u64, ops: usize, max_size: Option<usize>, max_attempts: u32) {
-    let (q, clock) = manual(max_size, max_attempts);
-    let model = RefWorkQueue::new(
+/// Retry backoffs `(base, max)` the differential run cycles through: fixed
+/// and exponential (clock steps are multiples of `LEASE / 4`).
+const BACKOFFS: [(Duration, Duration); 2] = [
+    (Duration::from_secs(3), Duration::from_secs(3)),
+    (Duration::from_secs(1), Duration::from_secs(8)),
+];
+
+fn differential(
+    seed: u64,
+    ops: usize,
+    max_size: Option<usize>,
+    max_attempts: u32,
+    backoff: Option<(Duration, Duration)>,
+) {
+    let clock = ManualClock::new();
+    let mut b = WorkQueue::builder()
+        .max_attempts(max_attempts)
+        .lease(LEASE)
+        .clock(clock.clone());
+    if let Some(m) = max_size {
+        b = b.max_size(m);
+    }
+    let mut model = RefWorkQueue::new(
         max_size,
         max_attempts,
         LEASE.as_nanos() as u64,
         clock.clone(),
     );
+    if let Some((base, max)) = backoff {
+        b = b.retry_backoff(RetryBackoff::exponential(base, max));
+        model = model.with_backoff(base.as_nanos() as u64, max.as_nanos() as u64);
+    }
+    let q = b.build().unwrap();
     let mut rng = XorShift::new(seed);
     let mut ids: Vec<(ItemId, u64)> = Vec::new();
     let mut claims: Vec<(Claim<u64>, RefClaim)> = Vec::new();
@@ -312,7 +647,12 @@ fn differential(seed: u64, ops: usize, max_size: Option<usize>, max_attempts: u3
                     (r, m) => panic!("{ctx}: add {r:?} vs {m:?}"),
                 }
             }
-            3..=4 => match (q.claim(), model.claim()) {
+            3..=4 => match (q.claim(), {
+                // Items whose backoff is over are re-queued in slot order.
+                let slot_of =
+                    |mid: u64| ids.iter().find(|(_, m)| *m == mid).unwrap().0.as_u64() as u32;
+                model.claim_by(slot_of)
+            }) {
                 (Some(c), Some((mc, data))) => {
                     assert_eq!((*c.data(), c.attempts()), (data, mc.attempts), "{ctx}");
                     let mid = ids.iter().find(|(id, _)| *id == c.id()).unwrap().1;
@@ -384,7 +724,18 @@ fn differential_against_reference() {
     for seed in 0..scaled(24, 2) as u64 {
         let max_size = [None, Some(1), Some(4), Some(16)][seed as usize % 4];
         let max_attempts = [1, 2, 3][seed as usize % 3];
-        differential(seed, ops, max_size, max_attempts);
+        differential(seed, ops, max_size, max_attempts, None);
+    }
+}
+
+#[test]
+fn differential_with_retry_backoff() {
+    let ops = scaled(3000, 150);
+    for seed in 0..scaled(24, 2) as u64 {
+        let max_size = [None, Some(1), Some(4), Some(16)][seed as usize % 4];
+        let max_attempts = [2, 3, 5][seed as usize % 3];
+        let backoff = Some(BACKOFFS[seed as usize % 2]);
+        differential(seed, ops, max_size, max_attempts, backoff);
     }
 }
 

@@ -1,7 +1,8 @@
 //! Differential fuzzing of `WorkQueue` against the sequential reference
 //! (`tests/common/work_model.rs`: the seeds' `Mutex<HashMap + VecDeque>`
 //! design with the work queue's semantics), with lease time driven by a
-//! `ManualClock` shared by both, so every run is deterministic.
+//! `ManualClock` shared by both, so every run is deterministic. The retry
+//! backoff (none, fixed or exponential) is measured on the same clock.
 //!
 //! Every return value is compared: ids (through a map from the model's ids
 //! to the queue's), claimed data and attempt numbers, the errors of
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use unlocked::{Claim, ItemId, ManualClock, WorkQueue};
+use unlocked::{Claim, ItemId, ManualClock, RetryBackoff, WorkQueue};
 use unlocked_fuzz::{collect_garbage, Tracked, Tracker};
 
 #[allow(dead_code)]
@@ -33,6 +34,9 @@ struct Input {
     max_size: u8,
     /// `max_attempts = n % 3 + 1`.
     max_attempts: u8,
+    /// Retry backoff, by `n % 3`: none, fixed 50 ms, exponential 20 ms to
+    /// 70 ms.
+    backoff: u8,
     ops: Vec<Op>,
 }
 
@@ -82,6 +86,13 @@ impl<'t> Harness<'t> {
             .0
     }
 
+    /// The model's claim, re-queuing items whose backoff is over in the
+    /// queue's order (slot order).
+    fn model_claim(&self) -> Option<(RefClaim, Data)> {
+        self.model
+            .claim_by(|mid: u64| self.real_id(mid).as_u64() as u32)
+    }
+
     fn model_id(&self, id: ItemId) -> u64 {
         self.ids.iter().find(|(r, _)| *r == id).expect("mapped").1
     }
@@ -128,14 +139,14 @@ impl<'t> Harness<'t> {
                 }
             }
             Op::Claim => {
-                let (got, want) = (self.queue.claim(), self.model.claim());
+                let (got, want) = (self.queue.claim(), self.model_claim());
                 self.check_claim(got, want, step);
             }
             Op::ClaimTimeoutZero { close_first } => {
                 if close_first {
                     self.queue.close();
                 }
-                let (got, want) = (self.queue.claim_timeout(Duration::ZERO), self.model.claim());
+                let (got, want) = (self.queue.claim_timeout(Duration::ZERO), self.model_claim());
                 self.check_claim(got, want, step);
             }
             Op::Complete(i) | Op::Fail(i) | Op::Release(i) | Op::Vanish(i) => {
@@ -217,15 +228,26 @@ fuzz_target!(|input: Input| {
     if let Some(m) = max_size {
         b = b.max_size(m);
     }
+    let ms = Duration::from_millis;
+    let backoff = match input.backoff % 3 {
+        0 => None,
+        1 => Some((ms(50), ms(50))),
+        _ => Some((ms(20), ms(70))),
+    };
+    let mut model = RefWorkQueue::new(
+        max_size,
+        max_attempts,
+        LEASE.as_nanos() as u64,
+        clock.clone(),
+    );
+    if let Some((base, max)) = backoff {
+        b = b.retry_backoff(RetryBackoff::exponential(base, max));
+        model = model.with_backoff(base.as_nanos() as u64, max.as_nanos() as u64);
+    }
     let mut h = Harness {
         tracker: &tracker,
         queue: b.build().unwrap(),
-        model: RefWorkQueue::new(
-            max_size,
-            max_attempts,
-            LEASE.as_nanos() as u64,
-            clock.clone(),
-        ),
+        model,
         clock,
         ids: Vec::new(),
         claims: Vec::new(),

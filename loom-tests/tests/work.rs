@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use loom::sync::Arc;
 use loom::thread;
-use unlocked::{ItemStatus, ManualClock, WorkError, WorkQueue};
+use unlocked::{ItemStatus, ManualClock, RetryBackoff, WorkError, WorkQueue};
 
 const LEASE: Duration = Duration::from_secs(1);
 
@@ -260,4 +260,69 @@ fn settle_racing_reap_leaves_one_pending_entry() {
             assert!(q.claim().is_none(), "a second pending entry");
         });
     }
+}
+
+fn backing_off(max_attempts: u32) -> (Arc<WorkQueue<u32>>, ManualClock) {
+    let clock = ManualClock::new();
+    let q = WorkQueue::builder()
+        .max_attempts(max_attempts)
+        .lease(LEASE * 10)
+        .retry_backoff(RetryBackoff::fixed(LEASE))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (Arc::new(q), clock)
+}
+
+/// A claim's promotion scan (it takes `next_due` because item `x` is due)
+/// races a `fail` that starts item `y` backing off. Whatever the order of
+/// the scan, `y`'s CAS to DELAYED and its lowering of `next_due`, `y` is
+/// never stranded: once due, `claim` alone (no `reap_expired`) finds it,
+/// and `x` is claimed exactly once. Fails if `fail` lowers `next_due`
+/// before its CAS, or if the scan's take is not Acquire.
+#[test]
+fn promotion_scan_racing_a_new_backoff_strands_nothing() {
+    loom::model(|| {
+        let (q, clock) = backing_off(3);
+        let x = q.add(1).unwrap();
+        let y = q.add(2).unwrap();
+        let cx = q.claim().unwrap();
+        let cy = q.claim().unwrap();
+        q.fail(&cx, "x").unwrap();
+        clock.advance(LEASE);
+        let scanner = spawn_with(&q, |q| q.claim().map(|c| c.id()));
+        let failer = spawn_with(&q, move |q| q.fail(&cy, "y"));
+        let scanned = scanner.join().unwrap();
+        assert_eq!(failer.join().unwrap(), Ok(ItemStatus::Pending));
+        assert!(scanned.is_none() || scanned == Some(x), "{scanned:?}");
+        clock.advance(LEASE);
+        let mut rest = Vec::new();
+        while let Some(c) = q.claim() {
+            rest.push(c.id());
+        }
+        let expected: &[_] = if scanned.is_some() { &[y] } else { &[x, y] };
+        rest.sort();
+        assert_eq!(rest, expected);
+    });
+}
+
+/// A claim and `reap_expired` both find the same item due: exactly one of
+/// them moves it to the pending order (one entry), so it is claimed once.
+#[test]
+fn claim_and_reaper_promote_a_due_item_once() {
+    loom::model(|| {
+        let (q, clock) = backing_off(3);
+        let id = q.add(1).unwrap();
+        let c = q.claim().unwrap();
+        q.fail(&c, "x").unwrap();
+        clock.advance(LEASE);
+        let claimer = spawn_with(&q, |q| q.claim().map(|c| c.attempts()));
+        let reaper = spawn_with(&q, |q| q.reap_expired());
+        let claimed = claimer.join().unwrap();
+        assert_eq!(reaper.join().unwrap(), 0);
+        let later = q.claim().map(|c| c.attempts());
+        assert_eq!(claimed.xor(later), Some(2), "{claimed:?} {later:?}");
+        assert!(q.claim().is_none());
+        assert_eq!(q.get(id).unwrap().status(), ItemStatus::Processing);
+    });
 }

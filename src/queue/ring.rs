@@ -32,7 +32,7 @@
 //! producer wrote to that index's slot (release half of `SeqCst`), and the
 //! consumer's load of the entry acquires it.
 
-use crate::sync::{AtomicI64, AtomicU64, CachePadded, Ordering::SeqCst};
+use crate::sync::{AtomicI64, AtomicU64, CachePadded, Ordering::Relaxed, Ordering::SeqCst};
 
 /// Bit 63 of `tail`: the ring is closed (bounded queue) or finalized (LSCQ).
 const CLOSED: u64 = 1 << 63;
@@ -112,6 +112,43 @@ impl IndexRing {
         }
         ring.entries = raw.into_iter().map(AtomicU64::new).collect();
         ring
+    }
+
+    /// Puts the ring back in the state [`with_initial`](Self::with_initial)
+    /// built it in, holding `0..count`, in place (no allocation): how a
+    /// recycled LSCQ segment is made new again.
+    ///
+    /// The caller has the ring to itself: no other thread holds a reference
+    /// or can get one before the ring is published again (by a `SeqCst`
+    /// link in `UnboundedQueue::append`, which these stores precede).
+    pub(crate) fn reset(&self, count: usize) {
+        let size = self.size();
+        let n = size / 2;
+        debug_assert!(count as u64 <= n);
+        // Relaxed, all of them: the ring is private until it is published
+        // again, and the publishing `SeqCst` CAS releases these stores.
+        self.head.store(size, Relaxed);
+        self.tail.store(size + count as u64, Relaxed);
+        let threshold = if count == 0 { -1 } else { self.threshold_max };
+        self.threshold.store(threshold, Relaxed);
+        let empty = self.encode(Entry {
+            cycle: 0,
+            safe: true,
+            index: size - 1,
+        });
+        for entry in self.entries.iter() {
+            entry.store(empty, Relaxed);
+        }
+        for index in 0..count as u64 {
+            // As in `with_initial`.
+            let ticket = size + index;
+            let full = self.encode(Entry {
+                cycle: self.cycle_of(ticket),
+                safe: true,
+                index,
+            });
+            self.entries[self.entry_slot(ticket)].store(full, Relaxed);
+        }
     }
 
     fn size(&self) -> u64 {

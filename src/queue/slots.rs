@@ -63,6 +63,15 @@ impl<T> SlotRing<T> {
         }
     }
 
+    /// Makes an empty ring new again, in place (see [`IndexRing::reset`]):
+    /// every slot free, nothing queued, not closed. The caller has the ring
+    /// to itself, and no slot holds a value.
+    pub(crate) fn reset(&self) {
+        debug_assert_eq!(self.len(), 0, "a ring is reset only once drained");
+        self.free.reset(self.capacity());
+        self.queued.reset(0);
+    }
+
     pub(crate) fn capacity(&self) -> usize {
         self.slots.len()
     }

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::future::Future;
 use std::ptr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::PushError;
@@ -19,7 +20,8 @@ use super::slots::{SlotPushError, SlotRing};
 use super::waiters::{Source, Waiters};
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{
-    AtomicBool, AtomicPtr, CachePadded, Ordering::AcqRel, Ordering::Acquire, Ordering::SeqCst,
+    AtomicBool, AtomicPtr, CachePadded, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+    Ordering::Release, Ordering::SeqCst,
 };
 
 /// Values per segment for [`UnboundedQueue::new`].
@@ -37,6 +39,56 @@ impl<T> Segment<T> {
             ring: SlotRing::new(capacity),
             next: AtomicPtr::new(ptr::null_mut()),
         }))
+    }
+}
+
+/// One drained segment kept for the next `append`, so that a queue that
+/// flows through segments does not allocate (and zero) one every
+/// `capacity` pushes. Shared by the queue and the deferred closures that
+/// hand retired segments back, which may run after the queue is gone.
+struct Spare<T>(AtomicPtr<Segment<T>>);
+
+impl<T> Spare<T> {
+    /// Keeps `segment` as the spare, or frees it if there already is one.
+    ///
+    /// # Safety
+    /// `segment` was retired and no thread can still reach it (the epoch
+    /// grace period is over): it is ours alone.
+    unsafe fn put(&self, segment: *mut Segment<T>) {
+        // Release: the drained ring's last writes happen before the thread
+        // that takes the spare (Acquire) resets it.
+        if self
+            .0
+            .compare_exchange(ptr::null_mut(), segment, Release, Relaxed)
+            .is_err()
+        {
+            // SAFETY: the caller gave us the only reference.
+            drop(unsafe { Box::from_raw(segment) });
+        }
+    }
+
+    /// The spare segment made new again, if there is one.
+    fn take(&self) -> Option<*mut Segment<T>> {
+        // Acquire: pairs with the Release in `put`.
+        let segment = self.0.swap(ptr::null_mut(), Acquire);
+        // SAFETY: a spare is reachable only through this pointer, which the
+        // swap took: the segment is ours alone, and drained (LSCQ retires a
+        // segment only once empty).
+        let fresh = unsafe { segment.as_ref() }?;
+        fresh.ring.reset();
+        // Relaxed: private until published by the linking CAS in `append`.
+        fresh.next.store(ptr::null_mut(), Relaxed);
+        Some(segment)
+    }
+}
+
+impl<T> Drop for Spare<T> {
+    fn drop(&mut self) {
+        let segment = crate::sync::ptr_get_mut(&mut self.0);
+        if !segment.is_null() {
+            // SAFETY: the spare is owned by this cell alone (see `take`).
+            drop(unsafe { Box::from_raw(segment) });
+        }
     }
 }
 
@@ -72,6 +124,8 @@ pub struct UnboundedQueue<T> {
     tail: CachePadded<AtomicPtr<Segment<T>>>,
     closed: AtomicBool,
     segment_capacity: usize,
+    /// A drained segment to reuse (see [`Spare`]).
+    spare: Arc<Spare<T>>,
     waiters: Waiters,
 }
 
@@ -132,6 +186,7 @@ impl<T> UnboundedQueue<T> {
             tail: CachePadded::new(AtomicPtr::new(first)),
             closed: AtomicBool::new(false),
             segment_capacity: capacity,
+            spare: Arc::new(Spare(AtomicPtr::new(ptr::null_mut()))),
             waiters: Waiters::default(),
         }
     }
@@ -212,7 +267,10 @@ impl<T> UnboundedQueue<T> {
         value: T,
         _guard: &Guard,
     ) -> Result<(), T> {
-        let fresh = Segment::boxed(self.segment_capacity);
+        let fresh = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Segment::boxed(self.segment_capacity));
         // SAFETY: `fresh` was just allocated and is not shared yet.
         let fresh_ref = unsafe { &*fresh };
         if let Err(e) = fresh_ref.ring.push(value) {
@@ -299,10 +357,13 @@ impl<T> UnboundedQueue<T> {
             .compare_exchange(head, next, AcqRel, Acquire)
             .is_ok()
         {
-            // Its ring holds no values (LSCQ); `Drop` would drop any left.
+            // Its ring holds no values (LSCQ). It becomes the spare for a
+            // later `append`, or is freed if there is one already.
+            let spare = Arc::clone(&self.spare);
             // SAFETY: `head` and `tail` are both past the segment, so only
-            // threads pinned now hold it; the free waits until they unpin.
-            unsafe { guard.defer_unchecked(move || drop(Box::from_raw(head))) };
+            // threads pinned now hold it; the closure runs after they unpin,
+            // when it is ours alone, as `put` requires.
+            unsafe { guard.defer_unchecked(move || spare.put(head)) };
         }
     }
 
@@ -422,5 +483,56 @@ impl<T> fmt::Debug for UnboundedQueue<T> {
             .field("segment_capacity", &self.segment_capacity)
             .field("closed", &self.is_closed())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::AtomicUsize;
+
+    /// Counts its drops (the counter is leaked, so that a deferred free
+    /// that runs after the test never outlives it).
+    struct Counted(u64, &'static AtomicUsize);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, SeqCst);
+        }
+    }
+
+    #[test]
+    fn drained_segments_are_recycled_in_order_and_drop_nothing_twice() {
+        let drops: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+        let rounds = if cfg!(miri) { 40 } else { 2000 };
+        {
+            let q = UnboundedQueue::with_segment_capacity(2);
+            let mut recycled = false;
+            let mut next = 0;
+            for round in 0..rounds {
+                for _ in 0..3 {
+                    q.push(Counted(next, drops)).unwrap();
+                    next += 1;
+                }
+                for k in 0..3 {
+                    let v = q.pop().unwrap();
+                    assert_eq!(v.0, round * 3 + k);
+                }
+                epoch::pin().flush();
+                // Acquire: as in `Spare::take`.
+                recycled |= !q.spare.0.load(Acquire).is_null();
+            }
+            assert!(recycled, "a retired segment became the spare");
+            // Leave values in (recycled) segments for `Drop`.
+            for _ in 0..5 {
+                q.push(Counted(next, drops)).unwrap();
+                next += 1;
+            }
+            assert_eq!(q.pop().unwrap().0, rounds * 3);
+        }
+        for _ in 0..64 {
+            epoch::pin().flush();
+        }
+        assert_eq!(drops.load(SeqCst), rounds as usize * 3 + 5);
     }
 }

@@ -28,6 +28,15 @@ use crate::sync::{AtomicUsize, CachePadded, Ordering::SeqCst};
 pub(crate) trait Source<T> {
     fn try_pop(&self) -> Option<T>;
     fn is_closed(&self) -> bool;
+    /// How long a blocked consumer may sleep before a value could appear
+    /// with no push to wake it (the work queue's retry backoff); `None`:
+    /// only a push makes one appear. Called while registered, after a
+    /// failed `try_pop`, so a source that makes such a value possible must
+    /// do so with a `SeqCst` write followed by `notify_one` (the protocol
+    /// above, with the time in place of the value).
+    fn recheck_after(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Registered consumers and the event they sleep on.
@@ -102,14 +111,21 @@ impl Waiters {
             if let Check::Ready(value) = Self::check(source) {
                 return value;
             }
-            let woken = match deadline {
-                Some(deadline) => listener.wait_deadline(deadline).is_some(),
+            let recheck = source
+                .recheck_after()
+                .and_then(|d| Instant::now().checked_add(d));
+            let wake = match (deadline, recheck) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let woken = match wake {
+                Some(wake) => listener.wait_deadline(wake).is_some(),
                 None => {
                     listener.wait();
                     true
                 }
             };
-            if !woken {
+            if !woken && deadline.is_some_and(|d| Instant::now() >= d) {
                 return source.try_pop();
             }
         }

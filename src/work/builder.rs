@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::backoff::RetryBackoff;
 use super::error::BuildError;
 use super::item::MAX_ATTEMPTS;
 use super::WorkQueue;
@@ -36,6 +37,7 @@ pub struct WorkQueueBuilder<T> {
     pub(crate) max_size: Option<usize>,
     pub(crate) max_attempts: u32,
     pub(crate) lease: Duration,
+    pub(crate) retry_backoff: RetryBackoff,
     pub(crate) clock: Arc<dyn Clock>,
     _items: std::marker::PhantomData<fn(T)>,
 }
@@ -46,6 +48,7 @@ impl<T> WorkQueueBuilder<T> {
             max_size: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             lease: DEFAULT_LEASE,
+            retry_backoff: RetryBackoff::none(),
             clock: Arc::new(SystemClock::new()),
             _items: std::marker::PhantomData,
         }
@@ -101,6 +104,47 @@ impl<T> WorkQueueBuilder<T> {
         self
     }
 
+    /// How long an item that [`fail`](WorkQueue::fail)ed waits before it
+    /// can be claimed again; [`RetryBackoff::none`] (no wait) by default.
+    ///
+    /// While it waits, the item reports [`Pending`](crate::ItemStatus::Pending)
+    /// (in [`get`](WorkQueue::get), [`counts`](WorkQueue::counts) and
+    /// [`snapshot`](WorkQueue::snapshot); [`ItemSnapshot::retry_at`](crate::ItemSnapshot::retry_at)
+    /// says until when), but it is in no pending order: once its time has
+    /// come, the next [`claim`](WorkQueue::claim) or
+    /// [`reap_expired`](WorkQueue::reap_expired) puts it at the tail of the
+    /// pending order. Only `fail` of a claim still holding its item backs
+    /// off; an expired lease (which already waited a lease) and a
+    /// [`release`](WorkQueue::release) do not.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use unlocked::{ManualClock, RetryBackoff, WorkQueue};
+    ///
+    /// let clock = ManualClock::new();
+    /// let q = WorkQueue::builder()
+    ///     .retry_backoff(RetryBackoff::exponential(Duration::from_secs(1), Duration::from_secs(30)))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// q.add("flaky").unwrap();
+    /// let c = q.claim().unwrap();
+    /// q.fail(&c, "503").unwrap();
+    /// assert!(q.claim().is_none()); // backing off for 1 s
+    /// clock.advance(Duration::from_secs(1));
+    /// let c = q.claim().unwrap();
+    /// q.fail(&c, "503 again").unwrap();
+    /// clock.advance(Duration::from_secs(1));
+    /// assert!(q.claim().is_none()); // now 2 s
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(q.claim().unwrap().attempts(), 3);
+    /// ```
+    pub fn retry_backoff(mut self, backoff: RetryBackoff) -> Self {
+        self.retry_backoff = backoff;
+        self
+    }
+
     /// The clock leases are measured by; [`SystemClock`] by default. Tests
     /// and simulations pass a [`ManualClock`](crate::ManualClock).
     ///
@@ -126,7 +170,8 @@ impl<T> WorkQueueBuilder<T> {
     /// # Errors
     /// A [`BuildError`] saying which setting is wrong: `max_size(0)`,
     /// `max_attempts(0)` or above [`MAX_ATTEMPTS`](crate::work::MAX_ATTEMPTS),
-    /// or a zero `lease`.
+    /// a zero `lease`, or a [`RetryBackoff`] whose `base` is zero or whose
+    /// `max` is below its `base`.
     ///
     /// # Examples
     /// ```
@@ -154,6 +199,7 @@ impl<T> WorkQueueBuilder<T> {
                 "lease must be longer than zero: a zero lease expires as soon as it is granted",
             ));
         }
+        self.retry_backoff.check().map_err(BuildError::new)?;
         Ok(WorkQueue::from_builder(self))
     }
 }
@@ -164,6 +210,7 @@ impl<T> fmt::Debug for WorkQueueBuilder<T> {
             .field("max_size", &self.max_size)
             .field("max_attempts", &self.max_attempts)
             .field("lease", &self.lease)
+            .field("retry_backoff", &self.retry_backoff)
             .field("clock", &self.clock)
             .finish()
     }

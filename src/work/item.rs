@@ -12,13 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sync::epoch::{self, Guard};
-use crate::sync::{AtomicPtr, AtomicU64, Ordering::AcqRel, Ordering::Acquire};
+use crate::sync::{AtomicPtr, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 
 /// Raw statuses kept in the state word. The two `*_EXPIRED` variants are
 /// reported as `Pending` / `Failed` but remember that the last claim's
 /// lease ran out with nobody claiming since: that claim may still settle
 /// the item (DESIGN: "a complete after the lease ran out is accepted if
-/// nobody re-claimed the item").
+/// nobody re-claimed the item"). `DELAYED` is a failed item waiting out its
+/// retry backoff (reported as `Pending`): it has no entry in the pending
+/// order until a promotion moves it to `PENDING` and pushes one.
 pub(crate) mod raw {
     pub(crate) const PENDING: u64 = 0;
     pub(crate) const PENDING_EXPIRED: u64 = 1;
@@ -27,6 +29,7 @@ pub(crate) mod raw {
     pub(crate) const FAILED: u64 = 4;
     pub(crate) const FAILED_EXPIRED: u64 = 5;
     pub(crate) const REMOVED: u64 = 6;
+    pub(crate) const DELAYED: u64 = 7;
 }
 
 /// The largest `max_attempts` the state word can count.
@@ -56,7 +59,7 @@ impl State {
     /// The public status; `None` once removed.
     pub(crate) fn public(self) -> Option<ItemStatus> {
         match self.status() {
-            raw::PENDING | raw::PENDING_EXPIRED => Some(ItemStatus::Pending),
+            raw::PENDING | raw::PENDING_EXPIRED | raw::DELAYED => Some(ItemStatus::Pending),
             raw::PROCESSING => Some(ItemStatus::Processing),
             raw::COMPLETED => Some(ItemStatus::Completed),
             raw::FAILED | raw::FAILED_EXPIRED => Some(ItemStatus::Failed),
@@ -83,6 +86,10 @@ pub(crate) struct Item<T> {
     /// Lease deadline in clock nanoseconds; raised with `fetch_max` before
     /// the claiming CAS, so it never goes back (see `WorkQueue::claim`).
     pub(crate) deadline: AtomicU64,
+    /// While `DELAYED`: the clock nanoseconds before which it is not
+    /// claimed. Raised with `fetch_max` before the CAS to `DELAYED`, so it
+    /// never goes back (see `WorkQueue::fail`).
+    pub(crate) not_before: AtomicU64,
     /// Boxed [`LastError`] or null; swapped under an epoch guard.
     last_error: AtomicPtr<LastError>,
 }
@@ -95,6 +102,7 @@ impl<T> Item<T> {
             seq,
             state: AtomicU64::new(State::new(raw::PENDING, 0, 0).0),
             deadline: AtomicU64::new(0),
+            not_before: AtomicU64::new(0),
             last_error: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
@@ -238,7 +246,10 @@ impl fmt::Display for ItemId {
 ///                                       └── fail / lease expiry ──▶ Failed (dead letter)
 /// ```
 ///
-/// `remove` takes an item out from any status. `docs/work.md` has the full
+/// `remove` takes an item out from any status. With a
+/// [retry backoff](crate::RetryBackoff), an item that `fail`ed stays
+/// `Pending` but cannot be claimed before its
+/// [`retry_at`](ItemSnapshot::retry_at). `docs/work.md` has the full
 /// table, including what a claim whose lease expired may still do.
 ///
 /// # Examples
@@ -445,17 +456,24 @@ pub struct ItemSnapshot<T> {
     pub(crate) status: ItemStatus,
     pub(crate) attempts: u32,
     pub(crate) last_error: Option<Arc<str>>,
+    pub(crate) retry_at: Option<Duration>,
 }
 
 impl<T> ItemSnapshot<T> {
     pub(crate) fn of(item: Arc<Item<T>>, state: State, guard: &Guard) -> Option<ItemSnapshot<T>> {
         let status = state.public()?;
         let last_error = item.last_error_in(guard);
+        let retry_at = (state.status() == raw::DELAYED).then(|| {
+            // Relaxed: `state` was read with Acquire from the CAS to
+            // DELAYED, which the `fetch_max` of `not_before` precedes.
+            Duration::from_nanos(item.not_before.load(Relaxed))
+        });
         Some(ItemSnapshot {
             item,
             status,
             attempts: state.attempts(),
             last_error,
+            retry_at,
         })
     }
 
@@ -524,6 +542,34 @@ impl<T> ItemSnapshot<T> {
     pub fn last_error(&self) -> Option<Arc<str>> {
         self.last_error.clone()
     }
+
+    /// For a failed item waiting out its [retry backoff](crate::RetryBackoff)
+    /// (status [`Pending`](ItemStatus::Pending)): the time of the queue's
+    /// [`Clock`](crate::Clock) from which it can be claimed again. `None`
+    /// for every other item, including one whose wait is over and that was
+    /// put back in the pending order.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use unlocked::{ManualClock, RetryBackoff, WorkQueue};
+    ///
+    /// let clock = ManualClock::new();
+    /// let q = WorkQueue::builder()
+    ///     .retry_backoff(RetryBackoff::fixed(Duration::from_secs(5)))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let id = q.add(0).unwrap();
+    /// assert_eq!(q.get(id).unwrap().retry_at(), None);
+    /// clock.advance(Duration::from_secs(1));
+    /// let c = q.claim().unwrap();
+    /// q.fail(&c, "busy").unwrap();
+    /// assert_eq!(q.get(id).unwrap().retry_at(), Some(Duration::from_secs(6)));
+    /// ```
+    pub fn retry_at(&self) -> Option<Duration> {
+        self.retry_at
+    }
 }
 
 impl<T> Clone for ItemSnapshot<T> {
@@ -533,6 +579,7 @@ impl<T> Clone for ItemSnapshot<T> {
             status: self.status,
             attempts: self.attempts,
             last_error: self.last_error.clone(),
+            retry_at: self.retry_at,
         }
     }
 }
@@ -544,6 +591,7 @@ impl<T: fmt::Debug> fmt::Debug for ItemSnapshot<T> {
             .field("status", &self.status)
             .field("attempts", &self.attempts)
             .field("last_error", &self.last_error)
+            .field("retry_at", &self.retry_at)
             .field("data", &self.item.data)
             .finish()
     }

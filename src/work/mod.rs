@@ -19,6 +19,7 @@
 //! operation to finish. `docs/work.md` has the state machine, the memory
 //! orderings and the migration guide from `MemoryQueue`.
 
+mod backoff;
 mod builder;
 mod error;
 mod item;
@@ -29,6 +30,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use backoff::RetryBackoff;
 pub use builder::{WorkQueueBuilder, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS};
 pub use error::{BuildError, QueueFull, WorkError};
 pub use item::{Claim, ItemId, ItemSnapshot, ItemStatus, StatusCounts, MAX_ATTEMPTS};
@@ -39,13 +41,16 @@ use crate::queue::UnboundedQueue;
 use crate::sync::epoch;
 use crate::sync::{
     AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering::Acquire, Ordering::Relaxed,
-    Ordering::Release,
+    Ordering::Release, Ordering::SeqCst,
 };
 use item::{raw, Item, State};
 use table::Table;
 
 /// The reason recorded when [`WorkQueue::reap_expired`] takes an item back.
 pub const LEASE_EXPIRED: &str = "lease expired";
+
+/// `next_due` when no item may be waiting out a retry backoff.
+const NOTHING_DUE: u64 = u64::MAX;
 
 /// A lock-free work queue: producers [`add`](Self::add) items, workers
 /// [`claim`](Self::claim) them under a lease and settle them with
@@ -65,13 +70,17 @@ pub const LEASE_EXPIRED: &str = "lease expired";
 ///   [`WorkError::StaleClaim`]. A claim settles its item once.
 /// - [`release`](Self::release) puts the item back at the tail of the
 ///   pending order without counting an attempt.
+/// - With a [retry backoff](WorkQueueBuilder::retry_backoff), an item that
+///   `fail`ed waits out its delay (reported as pending) before the next
+///   `claim` or `reap_expired` puts it at the tail of the pending order.
 ///
 /// # Order
 /// Items come out of [`claim`](Self::claim) in the order they became
 /// pending: from one producer, in the order added; across producers, in the
 /// order of their `add`s' linearization points (an `add` that returned
 /// before another began is claimed first). Retried, released and reaped
-/// items join the tail.
+/// items join the tail (an item backing off, when its wait is over and a
+/// `claim` or `reap_expired` notices).
 ///
 /// # Progress
 /// Lock-free: no operation takes a lock or waits for another thread's
@@ -126,6 +135,12 @@ pub struct WorkQueue<T> {
     max_size: Option<usize>,
     max_attempts: u32,
     lease: Duration,
+    retry_backoff: RetryBackoff,
+    /// Clock nanoseconds at or after which some item backing off may be
+    /// due ([`NOTHING_DUE`]: none). Never above the `not_before` of an item
+    /// backing off, except while a promotion scan that took it runs (see
+    /// `promote_due`).
+    next_due: CachePadded<AtomicU64>,
     clock: Arc<dyn Clock>,
     closed: AtomicBool,
     waiters: Waiters,
@@ -175,6 +190,8 @@ impl<T> WorkQueue<T> {
             max_size: b.max_size,
             max_attempts: b.max_attempts,
             lease: b.lease,
+            retry_backoff: b.retry_backoff,
+            next_due: CachePadded::new(AtomicU64::new(NOTHING_DUE)),
             clock: b.clock,
             closed: AtomicBool::new(false),
             waiters: Waiters::default(),
@@ -211,8 +228,18 @@ impl<T> WorkQueue<T> {
         self.lease
     }
 
+    /// The retry backoff setting.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(unlocked::WorkQueue::<u8>::new().retry_backoff().is_none());
+    /// ```
+    pub fn retry_backoff(&self) -> RetryBackoff {
+        self.retry_backoff
+    }
+
     fn now(&self) -> u64 {
-        u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX)
+        self.clock.now_nanos()
     }
 
     /// Adds an item at the tail of the pending order and returns its id.
@@ -263,7 +290,10 @@ impl<T> WorkQueue<T> {
     }
 
     /// Claims the oldest pending item: it becomes processing, under a lease
-    /// from now. `None` if nothing is pending. Never blocks.
+    /// from now. `None` if nothing is pending. Never blocks. With a retry
+    /// backoff, it first puts the items whose wait is over at the tail of
+    /// the pending order (a scan of the stored items, done by one claim
+    /// each time one becomes due).
     ///
     /// # Examples
     /// ```
@@ -274,6 +304,7 @@ impl<T> WorkQueue<T> {
     /// assert_eq!(*q.claim().unwrap().data(), 1);
     /// ```
     pub fn claim(&self) -> Option<Claim<T>> {
+        self.promote_due();
         while let Some(item) = self.pending.pop() {
             if let Some(claim) = self.try_claim(item) {
                 return Some(claim);
@@ -317,7 +348,12 @@ impl<T> WorkQueue<T> {
 
     /// Waits up to `timeout` for a pending item, sleeping (not spinning).
     /// `None` on timeout, or once the queue is [`close`](Self::close)d and
-    /// nothing is pending.
+    /// nothing is pending. While an item is backing off it also wakes when
+    /// the wait should be over, by the real time elapsed (the queue's clock
+    /// converted one to one), and checks again: with the system clock that
+    /// is the moment the item is due. A [`ManualClock`](crate::ManualClock)
+    /// does not move by itself; a [`reap_expired`](Self::reap_expired) or
+    /// [`claim`](Self::claim) after moving it wakes the waiter.
     ///
     /// # Examples
     /// ```
@@ -334,6 +370,14 @@ impl<T> WorkQueue<T> {
     /// Waits for a pending item on any async executor; `None` once the
     /// queue is closed and nothing is pending. Dropping the future loses
     /// nothing.
+    ///
+    /// It has no timer (it works on any executor): an item whose retry
+    /// backoff is over wakes it when some call puts the item back in the
+    /// pending order: [`reap_expired`](Self::reap_expired), which a service
+    /// runs on a timer anyway for leases, or any [`claim`](Self::claim) or
+    /// [`claim_timeout`](Self::claim_timeout). With a retry backoff and
+    /// only async workers, run `reap_expired` at least as often as the
+    /// delay you can accept past an item's due time.
     ///
     /// # Examples
     /// ```
@@ -402,6 +446,13 @@ impl<T> WorkQueue<T> {
     /// the tail of the pending order, or, if this was attempt number
     /// `max_attempts`, becomes a dead letter. Returns the new status.
     ///
+    /// With a [retry backoff](WorkQueueBuilder::retry_backoff) the item
+    /// first waits its delay, measured from now; meanwhile it reports
+    /// [`Pending`](ItemStatus::Pending) (with
+    /// [`retry_at`](ItemSnapshot::retry_at)), and this returns `Pending`.
+    /// A claim whose lease ran out and was reaped (its item is already
+    /// pending again) does not add a delay.
+    ///
     /// # Errors
     /// As for [`complete`](Self::complete).
     ///
@@ -421,15 +472,29 @@ impl<T> WorkQueue<T> {
         reason: impl Into<Arc<str>>,
     ) -> Result<ItemStatus, WorkError> {
         let max = self.max_attempts;
+        let not_before = (claim.attempts < max)
+            .then(|| self.not_before(claim.attempts))
+            .flatten();
         let old = self.settle(claim, |s| match s.status() {
             raw::PROCESSING if s.attempts() >= max => s.with(raw::FAILED, s.attempts()),
+            raw::PROCESSING if not_before.is_some() => {
+                // Relaxed: the CAS that follows (Release) publishes it with
+                // the DELAYED state. `fetch_max`, not a store: a claim that
+                // is refused after this can only lengthen the wait, never
+                // shorten it.
+                let nb = not_before.unwrap_or_default();
+                claim.item.not_before.fetch_max(nb, Relaxed);
+                s.with(raw::DELAYED, s.attempts())
+            }
             raw::PROCESSING | raw::PENDING_EXPIRED => s.with(raw::PENDING, s.attempts()),
             _ => s.with(raw::FAILED, s.attempts()),
         })?;
         claim.item.set_last_error(claim.seq, reason.into());
         let retry = old.status() == raw::PROCESSING && old.attempts() < max;
-        if retry {
-            self.enqueue(Arc::clone(&claim.item));
+        match not_before {
+            Some(nb) if retry => self.delayed(nb),
+            _ if retry => self.enqueue(Arc::clone(&claim.item)),
+            _ => {}
         }
         let pending = retry || old.status() == raw::PENDING_EXPIRED;
         Ok(if pending {
@@ -466,9 +531,109 @@ impl<T> WorkQueue<T> {
         Ok(())
     }
 
+    /// When an item that failed attempt number `attempts` now may be
+    /// claimed again; `None` without a retry backoff.
+    fn not_before(&self, attempts: u32) -> Option<u64> {
+        if self.retry_backoff.is_none() {
+            return None;
+        }
+        let delay = self.retry_backoff.delay_nanos(attempts);
+        Some(self.now().saturating_add(delay))
+    }
+
+    /// An item just became DELAYED until `not_before`: lowers `next_due`
+    /// and wakes a waiting worker, so that it sleeps until then at most.
+    fn delayed(&self, not_before: u64) {
+        // SeqCst: (1) Release, so that a promotion scan that takes
+        // `next_due` with Acquire from this RMW's release sequence sees the
+        // item DELAYED (the CAS before this); (2) the producer half of the
+        // waiter protocol (`queue/waiters.rs`), with `recheck_after`'s
+        // SeqCst load as the consumer half: either that load sees this
+        // time, or `notify_one` below sees the waiter.
+        self.next_due.fetch_min(not_before, SeqCst);
+        self.waiters.notify_one();
+    }
+
+    /// Puts every item whose retry backoff is over at the tail of the
+    /// pending order, if `next_due` says one may be due. One thread takes
+    /// the job by swapping `next_due` to [`NOTHING_DUE`]; its scan lowers
+    /// it again for each item still waiting. An item that became DELAYED
+    /// before the take is seen by the scan (the take reads the release
+    /// sequence of its `delayed`); one delayed after it lowers `next_due`
+    /// itself. A thread stalled in its scan leaves the items it has not
+    /// reached to the next `reap_expired`.
+    fn promote_due(&self) {
+        // Relaxed: a hint; the compare-and-swap below decides.
+        let mut due = self.next_due.load(Relaxed);
+        if due == NOTHING_DUE {
+            return;
+        }
+        let now = self.now();
+        while due <= now {
+            // Acquire: synchronises with the `delayed` whose value (or a
+            // later RMW in its release sequence) it reads, so the scan sees
+            // that item DELAYED. Relaxed on failure: we only retry or stop.
+            match self
+                .next_due
+                .compare_exchange_weak(due, NOTHING_DUE, Acquire, Relaxed)
+            {
+                Ok(_) => {
+                    let guard = epoch::pin();
+                    let mut waiting = false;
+                    self.table.for_each(&guard, |item, _| {
+                        waiting |= self.promote_one(item, now);
+                    });
+                    self.after_scan(waiting);
+                    return;
+                }
+                Err(actual) => due = actual,
+            }
+        }
+    }
+
+    /// Puts `item` in the pending order if it is DELAYED and due at `now`;
+    /// returns `true` if it is DELAYED and not due yet (then `next_due` was
+    /// lowered to its time).
+    fn promote_one(&self, item: &Arc<Item<T>>, now: u64) -> bool {
+        let state = item.state();
+        if state.status() != raw::DELAYED {
+            return false;
+        }
+        // Relaxed: `state` was read with Acquire from the CAS to DELAYED,
+        // which the `fetch_max` of `not_before` precedes.
+        let not_before = item.not_before.load(Relaxed);
+        if not_before > now {
+            // SeqCst: as in `delayed` (the waiter protocol: `after_scan`
+            // notifies).
+            self.next_due.fetch_min(not_before, SeqCst);
+            return true;
+        }
+        // A failed CAS means the item was removed or promoted by another
+        // scan (a DELAYED item changes no other way).
+        if item
+            .cas(state, state.with(raw::PENDING, state.attempts()))
+            .is_ok()
+        {
+            self.enqueue(Arc::clone(item));
+        }
+        false
+    }
+
+    /// After a scan that left items waiting: a worker may have gone to sleep
+    /// while `next_due` read [`NOTHING_DUE`]; wake one to read it again.
+    fn after_scan(&self, waiting: bool) {
+        if waiting {
+            self.waiters.notify_one();
+        }
+    }
+
     /// Moves the claim's item to `next(state)` by compare-and-swap, if the
     /// claim still holds it; returns the state it replaced.
-    fn settle(&self, claim: &Claim<T>, next: impl Fn(State) -> State) -> Result<State, WorkError> {
+    fn settle(
+        &self,
+        claim: &Claim<T>,
+        mut next: impl FnMut(State) -> State,
+    ) -> Result<State, WorkError> {
         let item = &claim.item;
         let mut state = item.state();
         loop {
@@ -499,6 +664,10 @@ impl<T> WorkQueue<T> {
     /// call takes back join the tail of the pending order in slot order
     /// (unspecified, but deterministic for one history).
     ///
+    /// With a [retry backoff](WorkQueueBuilder::retry_backoff) the same pass
+    /// also puts every item whose wait is over at the tail of the pending
+    /// order (in the same slot order, not counted in the result).
+    ///
     /// # Examples
     /// ```
     /// use std::time::Duration;
@@ -517,13 +686,23 @@ impl<T> WorkQueue<T> {
     /// ```
     pub fn reap_expired(&self) -> usize {
         let now = self.now();
+        let backoff = !self.retry_backoff.is_none();
+        if backoff {
+            // Acquire: takes the promotion job as in `promote_due`; this pass
+            // visits every item, due or not, and lowers it again.
+            self.next_due.swap(NOTHING_DUE, Acquire);
+        }
         let guard = epoch::pin();
         let mut reaped = 0;
+        let mut waiting = false;
         self.table.for_each(&guard, |item, _| {
             if self.reap_one(item, now) {
                 reaped += 1;
+            } else if backoff {
+                waiting |= self.promote_one(item, now);
             }
         });
+        self.after_scan(waiting);
         reaped
     }
 
@@ -708,6 +887,12 @@ impl<T> Source<Claim<T>> for WorkQueue<T> {
     fn is_closed(&self) -> bool {
         WorkQueue::is_closed(self)
     }
+
+    fn recheck_after(&self) -> Option<Duration> {
+        // SeqCst: the consumer half of the waiter protocol in `delayed`.
+        let due = self.next_due.load(SeqCst);
+        (due != NOTHING_DUE).then(|| Duration::from_nanos(due.saturating_sub(self.now())))
+    }
 }
 
 impl<T> fmt::Debug for WorkQueue<T> {
@@ -717,6 +902,7 @@ impl<T> fmt::Debug for WorkQueue<T> {
             .field("max_size", &self.max_size)
             .field("max_attempts", &self.max_attempts)
             .field("lease", &self.lease)
+            .field("retry_backoff", &self.retry_backoff)
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }

@@ -1,7 +1,7 @@
 //! The sequential reference for `WorkQueue`: the seeds' `MemoryQueue`
 //! design ported to Rust (one `Mutex` around a `HashMap` of items and a
 //! `VecDeque` of pending ids), with the work queue's documented semantics
-//! (leases, attempts, dead letters, stale claims). Used as the oracle by
+//! (leases, attempts, dead letters, stale claims, retry backoff). Used as the oracle by
 //! `tests/work.rs`, `tests/shuttle_work.rs` and `fuzz/fuzz_targets/work_queue.rs`.
 //!
 //! It names nothing from `unlocked` except the public `Clock`,
@@ -18,16 +18,23 @@ use unlocked::{Clock, ItemStatus, StatusCounts, WorkError};
 /// expired and nobody claimed since" (that claim may still settle).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum St {
-    Pending { expired: bool },
+    Pending {
+        expired: bool,
+    },
+    /// Failed, waiting out its retry backoff until `RefItem::not_before`;
+    /// in no pending order.
+    Delayed,
     Processing,
     Completed,
-    Failed { expired: bool },
+    Failed {
+        expired: bool,
+    },
 }
 
 impl St {
     fn public(self) -> ItemStatus {
         match self {
-            St::Pending { .. } => ItemStatus::Pending,
+            St::Pending { .. } | St::Delayed => ItemStatus::Pending,
             St::Processing => ItemStatus::Processing,
             St::Completed => ItemStatus::Completed,
             St::Failed { .. } => ItemStatus::Failed,
@@ -42,6 +49,7 @@ struct RefItem<T> {
     attempts: u32,
     seq: u32,
     deadline: u64,
+    not_before: u64,
     last_error: Option<Arc<str>>,
 }
 
@@ -68,6 +76,8 @@ pub struct RefWorkQueue<T, C> {
     max_size: Option<usize>,
     max_attempts: u32,
     lease: u64,
+    /// Retry backoff `(base, max)` in nanoseconds; `None`: no backoff.
+    backoff: Option<(u64, u64)>,
     clock: C,
 }
 
@@ -82,8 +92,27 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
             max_size,
             max_attempts,
             lease: lease_nanos,
+            backoff: None,
             clock,
         }
+    }
+
+    /// With an exponential retry backoff from `base` to `max` nanoseconds
+    /// (`base == max`: fixed).
+    pub fn with_backoff(mut self, base: u64, max: u64) -> Self {
+        self.backoff = Some((base, max));
+        self
+    }
+
+    /// The delay after failed attempt number `attempts` (>= 1).
+    fn delay(&self, attempts: u32) -> Option<u64> {
+        let (base, max) = self.backoff?;
+        let doublings = attempts - 1;
+        let doubled = (doublings < 96)
+            .then(|| (base as u128).checked_mul(1 << doublings))
+            .flatten()
+            .unwrap_or(u128::MAX);
+        Some(doubled.min(max as u128) as u64)
     }
 
     fn now(&self) -> u64 {
@@ -106,6 +135,7 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
                 attempts: 0,
                 seq: 0,
                 deadline: 0,
+                not_before: 0,
                 last_error: None,
             },
         );
@@ -113,9 +143,21 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
         Ok(id)
     }
 
+    /// Claims in id order of promotion (see [`claim_by`](Self::claim_by)).
     pub fn claim(&self) -> Option<(RefClaim, T)> {
-        let deadline = self.now().saturating_add(self.lease);
+        self.claim_by(|id| id)
+    }
+
+    /// Claims the next pending item, after putting the items whose backoff
+    /// is over at the tail in the order of `key(id)` (the lock-free queue
+    /// does so in slot order).
+    pub fn claim_by<K: Ord>(&self, key: impl Fn(u64) -> K) -> Option<(RefClaim, T)> {
+        let now = self.now();
+        let deadline = now.saturating_add(self.lease);
         let mut g = self.inner.lock().unwrap();
+        if self.backoff.is_some() {
+            Self::promote(&mut g, now, &key);
+        }
         while let Some(id) = g.order.pop_front() {
             let Some(item) = g.items.get_mut(&id) else {
                 continue;
@@ -137,6 +179,21 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
             ));
         }
         None
+    }
+
+    /// Puts the delayed items due at `now` at the tail, in `key` order.
+    fn promote<K: Ord>(inner: &mut Inner<T>, now: u64, key: &impl Fn(u64) -> K) {
+        let mut due: Vec<u64> = inner
+            .items
+            .iter()
+            .filter(|(_, i)| i.status == St::Delayed && i.not_before <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        due.sort_by_key(|id| key(*id));
+        for id in due {
+            inner.items.get_mut(&id).unwrap().status = St::Pending { expired: false };
+            inner.order.push_back(id);
+        }
     }
 
     /// Checks the claim; on success applies `next` and returns the old status.
@@ -174,9 +231,16 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
         let max = self.max_attempts;
         let reason: Arc<str> = Arc::from(reason);
         let mut new = ItemStatus::Pending;
+        let not_before = self
+            .delay(claim.attempts)
+            .map(|d| self.now().saturating_add(d));
         self.settle(claim, |item, old| {
             item.status = match old {
                 St::Processing if item.attempts >= max => St::Failed { expired: false },
+                St::Processing if not_before.is_some() => {
+                    item.not_before = item.not_before.max(not_before.unwrap());
+                    St::Delayed
+                }
                 St::Processing | St::Pending { .. } => St::Pending { expired: false },
                 _ => St::Failed { expired: false },
             };
@@ -198,7 +262,8 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
         .map(|_| ())
     }
 
-    /// Expired leases back to pending (or dead), in id order.
+    /// Expired leases back to pending (or dead), and delayed items whose
+    /// backoff is over to pending, in id order.
     pub fn reap_expired(&self) -> usize {
         self.reap_expired_by(|id| id)
     }
@@ -214,6 +279,11 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
         let mut n = 0;
         for id in ids {
             let item = inner.items.get_mut(&id).unwrap();
+            if item.status == St::Delayed && item.not_before <= now {
+                item.status = St::Pending { expired: false };
+                inner.order.push_back(id);
+                continue;
+            }
             if item.status != St::Processing || item.deadline > now {
                 continue;
             }
