@@ -23,21 +23,35 @@ use common::{scaled, XorShift};
 use unlocked::work::{LEASE_EXPIRED, MAX_ATTEMPTS};
 use unlocked::{
     Claim, ItemId, ItemStatus, ManualClock, QueueFull, RetryBackoff, StatusCounts, WorkError,
-    WorkQueue,
+    WorkQueue, WorkQueueBuilder,
 };
 
 const LEASE: Duration = Duration::from_secs(10);
 
-fn manual(max_size: Option<usize>, max_attempts: u32) -> (WorkQueue<u64>, ManualClock) {
-    let clock = ManualClock::new();
-    let mut b = WorkQueue::builder()
+/// A builder with the tests' lease on `clock`.
+fn manual_builder(
+    max_size: Option<usize>,
+    max_attempts: u32,
+    clock: &ManualClock,
+) -> WorkQueueBuilder<u64> {
+    let b = WorkQueue::builder()
         .max_attempts(max_attempts)
         .lease(LEASE)
         .clock(clock.clone());
-    if let Some(m) = max_size {
-        b = b.max_size(m);
+    match max_size {
+        Some(m) => b.max_size(m),
+        None => b,
     }
-    (b.build().unwrap(), clock)
+}
+
+fn manual(max_size: Option<usize>, max_attempts: u32) -> (WorkQueue<u64>, ManualClock) {
+    let clock = ManualClock::new();
+    (
+        manual_builder(max_size, max_attempts, &clock)
+            .build()
+            .unwrap(),
+        clock,
+    )
 }
 
 /// Advances the epoch until `drops` reaches `expected` or a generous bound
@@ -614,13 +628,7 @@ fn differential(
     backoff: Option<(Duration, Duration)>,
 ) {
     let clock = ManualClock::new();
-    let mut b = WorkQueue::builder()
-        .max_attempts(max_attempts)
-        .lease(LEASE)
-        .clock(clock.clone());
-    if let Some(m) = max_size {
-        b = b.max_size(m);
-    }
+    let mut b = manual_builder(max_size, max_attempts, &clock);
     let mut model = RefWorkQueue::new(
         max_size,
         max_attempts,
