@@ -49,6 +49,9 @@ use table::Table;
 /// The reason recorded when [`WorkQueue::reap_expired`] takes an item back.
 pub const LEASE_EXPIRED: &str = "lease expired";
 
+/// Stripes of the `removed` count (a power of two).
+const REMOVED_STRIPES: usize = 8;
+
 /// `next_due` when no item may be waiting out a retry backoff.
 const NOTHING_DUE: u64 = u64::MAX;
 
@@ -127,8 +130,10 @@ pub struct WorkQueue<T> {
     pending: UnboundedQueue<Arc<Item<T>>>,
     /// Items added so far; each add's number orders `snapshot`.
     added: CachePadded<AtomicU64>,
-    /// Items removed so far (unbounded queues: `len` is the difference).
-    removed: CachePadded<AtomicU64>,
+    /// Items removed so far, striped by thread so that workers that each
+    /// remove do not share one line (unbounded queues: `len` is `added`
+    /// less their sum).
+    removed: [CachePadded<AtomicU64>; REMOVED_STRIPES],
     /// Bounded queues: stored items, reserved before insert and released
     /// after unlink, so that it never undercounts: the bound is strict.
     reserved: CachePadded<AtomicUsize>,
@@ -185,7 +190,7 @@ impl<T> WorkQueue<T> {
                 256
             }),
             added: CachePadded::new(AtomicU64::new(0)),
-            removed: CachePadded::new(AtomicU64::new(0)),
+            removed: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
             reserved: CachePadded::new(AtomicUsize::new(0)),
             max_size: b.max_size,
             max_attempts: b.max_attempts,
@@ -790,7 +795,7 @@ impl<T> WorkQueue<T> {
             self.reserved.fetch_sub(1, Relaxed);
         } else {
             // Relaxed: a count read on its own (see `len`).
-            self.removed.fetch_add(1, Relaxed);
+            self.removed[crate::sync::thread_index() & (REMOVED_STRIPES - 1)].fetch_add(1, Relaxed);
         }
         ItemSnapshot::of(item, state, &guard)
     }
@@ -810,7 +815,7 @@ impl<T> WorkQueue<T> {
             None => {
                 // Relaxed: counts read on their own; during concurrent
                 // calls the difference is weakly consistent (never negative).
-                let removed = self.removed.load(Relaxed);
+                let removed: u64 = self.removed.iter().map(|r| r.load(Relaxed)).sum();
                 let added = self.added.load(Relaxed);
                 added.saturating_sub(removed) as usize
             }

@@ -8,12 +8,18 @@
 //! and drops the slot's count through the epoch, after every reader that
 //! could have seen it has unpinned.
 //!
-//! Slot indices are recycled through a lock-free free list: a Treiber stack
+//! Slot indices are recycled through lock-free free lists: Treiber stacks
 //! threaded through the slots themselves (slots are never freed while the
-//! table lives), whose head packs a 32-bit tag beside the index so that a
+//! table lives), whose heads pack a 32-bit tag beside the index so that a
 //! pop that read a stale `next` fails its compare-and-swap (no ABA unless
-//! one thread stalls across 2^32 free-list operations). LIFO reuse keeps
-//! recently used slots warm in the cache. Each slot also keeps a generation
+//! one thread stalls across 2^32 operations on one list). There is one list
+//! per stripe of threads ([`FREE_STRIPES`], picked by
+//! [`thread_index`](crate::sync::thread_index)): a thread pushes the slots
+//! it frees on its own list and pops its own list first, so workers that
+//! each add and remove do not fight over one head; it pops the other lists
+//! before it grows the table, so the slot count still follows the peak
+//! number of stored items. LIFO reuse keeps recently used slots warm in the
+//! cache. Each slot also keeps a generation
 //! that goes into the [`ItemId`], so an old id never finds the slot's next
 //! item.
 
@@ -31,6 +37,8 @@ use crate::sync::{
 const FIRST_SHIFT: u32 = if cfg!(unlocked_loom) { 1 } else { 5 };
 /// Enough segments for 2^32 slots.
 const SEGMENTS: usize = (33 - FIRST_SHIFT) as usize;
+/// Free lists (a power of two); two under loom (see `push_stripe`).
+const FREE_STRIPES: usize = if cfg!(unlocked_loom) { 2 } else { 8 };
 
 /// One slot: an item pointer (null when free) and its generation.
 pub(crate) struct Slot<T> {
@@ -71,8 +79,8 @@ pub(crate) struct Table<T> {
     segments: [AtomicPtr<Slot<T>>; SEGMENTS],
     /// Slot indices handed out so far (one past the highest).
     next: CachePadded<AtomicUsize>,
-    /// Head of the free list ([`FreeHead`]).
-    free: CachePadded<AtomicU64>,
+    /// Heads of the free lists ([`FreeHead`]), one per stripe.
+    free: [CachePadded<AtomicU64>; FREE_STRIPES],
 }
 
 // SAFETY: the table owns `Arc<Item<T>>`s behind raw pointers; items move
@@ -99,7 +107,7 @@ impl<T> Table<T> {
         Table {
             segments: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             next: CachePadded::new(AtomicUsize::new(0)),
-            free: CachePadded::new(AtomicU64::new(0)),
+            free: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
         }
     }
 
@@ -191,16 +199,33 @@ impl<T> Table<T> {
         self.push_free(index, slot);
     }
 
-    /// Puts a slot index (whose slot is empty) on the free list.
+    /// The free list this thread pops first.
+    fn own_stripe() -> usize {
+        crate::sync::thread_index() & (FREE_STRIPES - 1)
+    }
+
+    /// The free list that slot `index` goes to: this thread's. Under loom,
+    /// where every thread has stripe 0, the slot index picks it instead, so
+    /// that the models see pops that move on to another list.
+    fn push_stripe(index: u32) -> usize {
+        if cfg!(unlocked_loom) {
+            index as usize & (FREE_STRIPES - 1)
+        } else {
+            Self::own_stripe()
+        }
+    }
+
+    /// Puts a slot index (whose slot is empty) on this thread's free list.
     fn push_free(&self, index: u32, slot: &Slot<T>) {
+        let free = &self.free[Self::push_stripe(index)];
         // Relaxed: the CAS below re-checks the head.
-        let mut head = FreeHead(self.free.load(Relaxed));
+        let mut head = FreeHead(free.load(Relaxed));
         loop {
             // Relaxed: published by the Release CAS below.
             slot.next_free.store(head.0 & u32::MAX as u64, Relaxed);
             // Release: publishes `next_free`, the emptied slot and its new
             // generation to the thread that pops this index (Acquire).
-            match self.free.compare_exchange_weak(
+            match free.compare_exchange_weak(
                 head.0,
                 head.then(index as u64 + 1).0,
                 Release,
@@ -212,11 +237,18 @@ impl<T> Table<T> {
         }
     }
 
-    /// Takes a slot index off the free list, if any.
+    /// Takes a slot index off a free list, if any: this thread's list
+    /// first, then the others.
     fn pop_free(&self) -> Option<u32> {
+        let own = Self::own_stripe();
+        (0..FREE_STRIPES).find_map(|k| self.pop_free_from(&self.free[(own + k) % FREE_STRIPES]))
+    }
+
+    /// Takes a slot index off the free list headed by `free`, if any.
+    fn pop_free_from(&self, free: &AtomicU64) -> Option<u32> {
         // Acquire: pairs with the Release CAS of the push that put the top
         // index there, so its `next_free` and generation are visible.
-        let mut head = FreeHead(self.free.load(Acquire));
+        let mut head = FreeHead(free.load(Acquire));
         loop {
             let top = head.top()?;
             let slot = self.slot(top).expect("a freed slot's segment exists");
@@ -225,10 +257,7 @@ impl<T> Table<T> {
             // fail, because every push and pop bumps the tag.
             let next = slot.next_free.load(Relaxed);
             // Acquire: as for the load above (on failure, the new top's push).
-            match self
-                .free
-                .compare_exchange_weak(head.0, head.then(next).0, Acquire, Acquire)
-            {
+            match free.compare_exchange_weak(head.0, head.then(next).0, Acquire, Acquire) {
                 Ok(_) => return Some(top),
                 Err(actual) => head = FreeHead(actual),
             }
