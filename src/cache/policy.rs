@@ -276,6 +276,18 @@ impl<H: Handle> Policy<H> {
         self.live += 1;
     }
 
+    /// Evicts one live handle (pushed onto `evicted`), if any is resident:
+    /// the next victim in the order `insert` evicts in. For the shell's
+    /// weight bound, which may need several victims for one newcomer.
+    pub(crate) fn evict(&mut self, evicted: &mut Vec<H>) {
+        let before = evicted.len();
+        // `evict_one` may only move a handle from small to main; small
+        // empties in at most its length of such moves, so this ends.
+        while evicted.len() == before && self.live > 0 {
+            self.evict_one(evicted);
+        }
+    }
+
     /// The shell removed a resident entry (its handle is now dead).
     pub(crate) fn removed(&mut self) {
         self.live -= 1;
