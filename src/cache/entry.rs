@@ -243,3 +243,15 @@ impl<K, V> Handle for NodeRef<K, V> {
         self.node().is_live()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+
+    #[test]
+    fn weight_fits_in_padding() {
+        // hash, expiry, node pointer, key, value: 40 bytes; the frequency
+        // byte and the u32 weight share the last 8.
+        assert_eq!(std::mem::size_of::<Entry<u64, u64>>(), 48);
+    }
+}
