@@ -6,6 +6,9 @@
 //!   owns the eviction policy; capacity is strict per shard (entries are
 //!   evicted before the newcomer is published), so `len()` never exceeds
 //!   `max_capacity`.
+//! - Optionally size-aware: with [`CacheBuilder::max_weight`] and
+//!   [`CacheBuilder::weigher`], the total weight is bounded too, strictly
+//!   per shard, with the weight stored in each entry (reads never weigh).
 //! - Entries expire per entry (`insert_with_ttl`) or by the cache's default
 //!   (`time_to_live`); expired entries are never returned and are reclaimed
 //!   by writers as they go.
@@ -163,7 +166,9 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 /// Every operation on one key is linearizable: a `get` returns the value of
 /// the latest insert of that key that completed before it (or a concurrent
 /// one), or nothing if the key was since removed, evicted or expired. Capacity
-/// is strict: `len()` never exceeds `max_capacity`.
+/// is strict: `len()` never exceeds `max_capacity`, and with a
+/// [weigher](CacheBuilder::weigher) `weighted_size()` never exceeds
+/// `max_weight`.
 pub struct Cache<K, V, S = RandomState> {
     shards: Box<[CachePadded<Shard<K, V>>]>,
     /// `hash.rotate_left(shard_bits) & shard_mask` picks the shard from the

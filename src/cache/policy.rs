@@ -19,6 +19,10 @@
 //!   them and never returns them from `insert`.
 //! - An update of a resident key does not go through the policy (the shell
 //!   swaps the value in place and the entry keeps its place and frequency).
+//! - For the weight bound, the shell may ask for more victims than the
+//!   entry bound needs: [`Policy::evict`] evicts the next one in the order
+//!   `insert` would (before an insert, or after an update made its key
+//!   heavier). Weights themselves stay in the shell.
 //!
 //! # The policy: S3-FIFO
 //! S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction",
