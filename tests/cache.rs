@@ -1010,7 +1010,7 @@ fn builder_checks_weight_settings() {
 
 #[test]
 fn weight_bound_is_strict_sequentially() {
-    let cache = weighed(1000, 100);
+    let cache = weighed(64, 100);
     let mut rng = XorShift::new(7);
     for _ in 0..scaled(5_000, 300) {
         let k = rng.next_u64() % 200;
