@@ -228,34 +228,19 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         self.sweep(&mut w, table, ctx);
         // Predictable: without a weigher every entry weighs 1 and the
         // shard's share is at least 1.
-        let oversize = u64::from(entry.weight) > self.max_weight;
-        let mut replaced = false;
+        if u64::from(entry.weight) > self.max_weight {
+            self.insert_oversize(&mut w, table, entry, ctx);
+            return node;
+        }
         if let Probe::Found(i, old) = table.find(entry.hash, &entry.key) {
-            if !ctx.expired(old) && !oversize {
+            if !ctx.expired(old) {
                 self.replace(&mut w, table, i, old, entry, ctx);
                 // The sweep may have reclaimed entries.
                 self.publish_len(&w);
                 return node;
             }
-            // An expired entry leaves as such; a live one that an oversize
-            // value replaces leaves as `Replaced` (an update), and the new
-            // value is turned away below.
-            replaced = !ctx.expired(old);
-            let cause = if replaced {
-                RemovalCause::Replaced
-            } else {
-                RemovalCause::Expired
-            };
-            self.unlink(&mut w, table, i, old, cause, ctx);
+            self.unlink(&mut w, table, i, old, RemovalCause::Expired, ctx);
             w.policy.removed();
-        }
-        if oversize {
-            if !replaced {
-                bump_locked(&self.counters.inserts);
-            }
-            self.reject(entry, ctx);
-            self.publish_len(&w);
-            return node;
         }
         let node = node.unwrap_or_else(|| NodeRef::new(entry.hash));
         self.admit(&mut w, table, entry, node, ctx);
@@ -263,16 +248,58 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         None
     }
 
-    /// Turns away an entry heavier than the shard's share of `max_weight`:
-    /// it was never visible, and counts as an eviction (the caller counts
-    /// the insert of a key that was not resident, as for a newcomer the
-    /// policy evicts).
+    /// Turns away an entry heavier than the shard's share of `max_weight`
+    /// (it is never visible): an eviction, and an insert if its key was not
+    /// resident, as for a newcomer the policy evicts. A resident entry of
+    /// the key leaves first, as an update (`Replaced`) if it was live, so no
+    /// stale value stays behind.
     #[cold]
-    fn reject(&self, entry: Box<Entry<K, V>>, ctx: &mut Ctx<'_, K, V>) {
+    #[inline(never)]
+    fn insert_oversize(
+        &self,
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        entry: Box<Entry<K, V>>,
+        ctx: &mut Ctx<'_, K, V>,
+    ) {
+        let mut replaced = false;
+        if let Probe::Found(i, old) = table.find(entry.hash, &entry.key) {
+            replaced = !ctx.expired(old);
+            let cause = if replaced {
+                RemovalCause::Replaced
+            } else {
+                RemovalCause::Expired
+            };
+            self.unlink(w, table, i, old, cause, ctx);
+            w.policy.removed();
+        }
+        if !replaced {
+            bump_locked(&self.counters.inserts);
+        }
         let entry = Box::into_raw(entry);
         bump_locked(&self.counters.evictions);
         ctx.notice(entry, RemovalCause::Evicted);
         ctx.retire(entry);
+        self.publish_len(w);
+    }
+
+    /// Unlinks victims in the policy's order until the shard's total
+    /// weight plus `extra` fits its share (or nothing is left).
+    #[cold]
+    #[inline(never)]
+    fn shed_weight(
+        &self,
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        extra: u64,
+        ctx: &mut Ctx<'_, K, V>,
+    ) {
+        let mut evicted = std::mem::take(&mut w.evicted);
+        while w.weight + extra > self.max_weight && w.policy.live() > 0 {
+            w.policy.evict(&mut evicted);
+            self.unlink_victims(w, table, &mut evicted, std::ptr::null(), ctx);
+        }
+        w.evicted = evicted;
     }
 
     /// Publishes `new` for a resident key in its slot, in place of `old`;
@@ -306,12 +333,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         if w.weight > self.max_weight {
             // A heavier value: evict in the policy's order until the shard
             // fits again (the updated key itself may be among the victims).
-            let mut evicted = std::mem::take(&mut w.evicted);
-            while w.weight > self.max_weight && w.policy.live() > 0 {
-                w.policy.evict(&mut evicted);
-                self.unlink_victims(w, table, &mut evicted, std::ptr::null(), ctx);
-            }
-            w.evicted = evicted;
+            self.shed_weight(w, table, 0, ctx);
         }
     }
 
@@ -365,12 +387,12 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         ctx: &mut Ctx<'_, K, V>,
     ) -> bool {
         let node_ptr = node.as_ptr();
-        let mut evicted = std::mem::take(&mut w.evicted);
-        // Predictable: never taken without a weigher and `max_weight`.
-        while w.weight + u64::from(weight) > self.max_weight && w.policy.live() > 0 {
-            w.policy.evict(&mut evicted);
-            self.unlink_victims(w, table, &mut evicted, node_ptr, ctx);
+        // Predictable: never taken without a weigher and `max_weight`. The
+        // newcomer is not in the policy yet, so it is never a victim here.
+        if w.weight + u64::from(weight) > self.max_weight {
+            self.shed_weight(w, table, u64::from(weight), ctx);
         }
+        let mut evicted = std::mem::take(&mut w.evicted);
         w.policy.insert(node, &mut evicted);
         let admitted = self.unlink_victims(w, table, &mut evicted, node_ptr, ctx);
         w.evicted = evicted;
