@@ -942,6 +942,272 @@ fn dropped_async_loader_hands_over() {
 }
 
 // ---------------------------------------------------------------------------
+// Weigher
+// ---------------------------------------------------------------------------
+
+/// A one-shard cache of `u64` values that weigh their own value (keys and
+/// values are u64s: the value is the weight).
+fn weighed(capacity: usize, max_weight: u64) -> Cache<u64, u64> {
+    Cache::builder()
+        .max_capacity(capacity)
+        .max_weight(max_weight)
+        .weigher(|_k, v: &u64| *v as u32)
+        .shards(1)
+        .build()
+        .unwrap()
+}
+
+/// The sum of the resident entries' weights, recomputed from `iter`.
+fn resident_weight(cache: &Cache<u64, u64>) -> u64 {
+    cache.iter().map(|(_, v)| v).sum()
+}
+
+#[test]
+fn builder_checks_weight_settings() {
+    let b = || Cache::<u32, u32>::builder().max_capacity(4);
+    assert_eq!(
+        b().max_weight(0).build().unwrap_err(),
+        BuildError::ZeroMaxWeight
+    );
+    assert_eq!(
+        b().weigher(|_, _| 1).build().unwrap_err(),
+        BuildError::WeigherWithoutMaxWeight
+    );
+    for e in [
+        BuildError::ZeroMaxWeight,
+        BuildError::WeigherWithoutMaxWeight,
+    ] {
+        assert!(e.to_string().contains("max_weight"), "{e}");
+    }
+    // A max_weight without a weigher bounds entries (each weighs 1).
+    let cache = b().max_weight(2).build().unwrap();
+    for i in 0..10 {
+        cache.insert(i, i);
+    }
+    assert_eq!((cache.len(), cache.weighted_size()), (2, 2));
+    // Never more shards than units of weight; shares sum to max_weight.
+    let cache = Cache::<u32, u32>::builder()
+        .max_capacity(1000)
+        .max_weight(3)
+        .shards(16)
+        .build()
+        .unwrap();
+    assert_eq!(cache.shards(), 2);
+    assert_eq!(cache.shard_max_weights().iter().sum::<u64>(), 3);
+    let cache = Cache::<u32, u32>::builder()
+        .max_capacity(1000)
+        .max_weight(1003)
+        .shards(4)
+        .build()
+        .unwrap();
+    assert_eq!(cache.shard_max_weights(), [251, 251, 251, 250]);
+    // Without a weigher, weighted_size is len.
+    let cache = Cache::new(8);
+    cache.insert(1, 1);
+    assert_eq!(cache.weighted_size(), 1);
+    assert_eq!(cache.max_weight(), None);
+}
+
+#[test]
+fn weight_bound_is_strict_sequentially() {
+    let cache = weighed(64, 100);
+    let mut rng = XorShift::new(7);
+    for _ in 0..scaled(5_000, 300) {
+        let k = rng.next_u64() % 200;
+        match rng.below(6) {
+            0 => drop(cache.remove(&k)),
+            _ => cache.insert(k, rng.next_u64() % 30),
+        }
+        assert!(cache.weighted_size() <= 100);
+        assert_eq!(cache.weighted_size(), resident_weight(&cache));
+    }
+    cache.validate();
+}
+
+#[test]
+fn several_victims_make_room_for_a_heavy_entry() {
+    let evicted = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&evicted);
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(100)
+        .max_weight(10)
+        .weigher(|_k, v: &u64| *v as u32)
+        .shards(1)
+        .eviction_listener(move |k: &u64, _: &u64, cause| {
+            assert_eq!(cause, RemovalCause::Evicted);
+            log.lock().unwrap().push(*k);
+        })
+        .build()
+        .unwrap();
+    for k in 0..10 {
+        cache.insert(k, 1);
+    }
+    assert_eq!(cache.weighted_size(), 10);
+    cache.insert(100, 7);
+    assert_eq!(cache.get(&100), Some(7));
+    assert_eq!(cache.weighted_size(), 10);
+    assert_eq!(cache.len(), 4);
+    let evicted = evicted.lock().unwrap().clone();
+    // S3-FIFO: unread keys leave small oldest first.
+    assert_eq!(evicted, (0..7).collect::<Vec<_>>());
+    let stats = cache.stats();
+    assert_eq!((stats.inserts, stats.evictions), (11, 7));
+    cache.validate();
+}
+
+#[test]
+fn oversize_entry_is_rejected_and_dropped_once() {
+    let live = Arc::new(AtomicIsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    {
+        let log = Arc::clone(&seen);
+        let cache: Cache<u64, Tracked> = Cache::builder()
+            .max_capacity(10)
+            .max_weight(8)
+            .shards(2)
+            .weigher(|_k, v: &Tracked| v.id as u32)
+            .eviction_listener(move |k: &u64, v: &Tracked, cause| {
+                log.lock().unwrap().push((*k, v.id, cause));
+            })
+            .build()
+            .unwrap();
+        // Each shard's share is 4: a 5 never fits.
+        assert_eq!(cache.shard_max_weights(), [4, 4]);
+        cache.insert(1, Tracked::new(5, &live));
+        assert!(cache.get(&1).is_none());
+        assert_eq!(cache.len(), 0);
+        let stats = cache.stats();
+        assert_eq!((stats.inserts, stats.evictions), (1, 1));
+        assert_eq!(*seen.lock().unwrap(), [(1, 5, RemovalCause::Evicted)]);
+        // An oversize update: the old value leaves as Replaced, the new one
+        // is turned away as Evicted, the key is absent.
+        cache.insert(2, Tracked::new(3, &live));
+        cache.insert(2, Tracked::new(9, &live));
+        assert!(cache.get(&2).is_none());
+        assert_eq!((cache.len(), cache.weighted_size()), (0, 0));
+        assert_eq!(
+            seen.lock().unwrap()[1..],
+            [
+                (2, 3, RemovalCause::Replaced),
+                (2, 9, RemovalCause::Evicted)
+            ]
+        );
+        let stats = cache.stats();
+        assert_eq!((stats.inserts, stats.updates, stats.evictions), (2, 1, 2));
+        cache.validate();
+    }
+    assert_all_dropped(&live);
+}
+
+#[test]
+fn update_changing_weight_adjusts_the_total() {
+    let cache = weighed(100, 10);
+    cache.insert(1, 2);
+    cache.insert(2, 2);
+    cache.insert(3, 2);
+    assert_eq!(cache.weighted_size(), 6);
+    cache.insert(2, 1);
+    assert_eq!(cache.weighted_size(), 5);
+    // Heavier: 5 - 1 + 6 = 10 fits exactly.
+    cache.insert(2, 6);
+    assert_eq!(cache.weighted_size(), 10);
+    assert_eq!(cache.len(), 3);
+    // Heavier still: 10 - 6 + 9 = 13, so victims leave until it fits.
+    cache.insert(2, 9);
+    assert!(cache.weighted_size() <= 10);
+    assert_eq!(cache.weighted_size(), resident_weight(&cache));
+    let stats = cache.stats();
+    assert_eq!(stats.updates, 3);
+    assert!(stats.evictions >= 1);
+    assert_eq!(stats.inserts - stats.evictions, cache.len() as u64);
+    cache.validate();
+}
+
+#[test]
+fn weighted_stats_and_listener_agree() {
+    let events = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&events);
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(64)
+        .max_weight(200)
+        .weigher(|_k, v: &u64| *v as u32)
+        .shards(2)
+        .eviction_listener(move |_, _, cause| {
+            if cause == RemovalCause::Evicted {
+                counter.fetch_add(1, SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    let mut rng = XorShift::new(3);
+    for _ in 0..scaled(5_000, 300) {
+        let k = rng.next_u64() % 256;
+        match rng.below(8) {
+            0 => drop(cache.remove(&k)),
+            1 => drop(cache.get(&k)),
+            _ => cache.insert(k, rng.next_u64() % 120),
+        }
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.evictions, events.load(SeqCst) as u64);
+    assert_eq!(
+        stats.inserts - stats.evictions - stats.removals,
+        cache.len() as u64
+    );
+    assert!(cache.weighted_size() <= 200);
+    assert_eq!(cache.weighted_size(), resident_weight(&cache));
+    cache.validate();
+}
+
+fn weighted_concurrent(threads: u64, per: usize) {
+    let live = Arc::new(AtomicIsize::new(0));
+    {
+        let max = 300;
+        let cache: Cache<u64, Tracked> = Cache::builder()
+            .max_capacity(64)
+            .max_weight(max)
+            .shards(2)
+            .weigher(|_k, v: &Tracked| (v.id % 40) as u32)
+            .build()
+            .unwrap();
+        thread::scope(|s| {
+            for t in 0..threads {
+                let (cache, live) = (&cache, &live);
+                s.spawn(move || {
+                    let mut rng = XorShift::new(t + 200);
+                    for i in 0..per as u64 {
+                        let k = rng.next_u64() % 128;
+                        match rng.below(8) {
+                            0 => drop(cache.remove(&k)),
+                            1 if t == 0 && i % 256 == 0 => cache.clear(),
+                            2..=3 => drop(cache.get(&k)),
+                            _ => cache.insert(k, Tracked::new(rng.next_u64(), live)),
+                        }
+                        // Accounting is under the shard locks: the
+                        // published total never exceeds the bound.
+                        assert!(cache.weighted_size() <= max);
+                    }
+                });
+            }
+        });
+        cache.validate();
+        let resident: u64 = cache.iter().map(|(_, v)| v.id % 40).sum();
+        assert_eq!(cache.weighted_size(), resident);
+        let stats = cache.stats();
+        assert_eq!(
+            stats.inserts - stats.evictions - stats.removals - stats.expirations,
+            cache.len() as u64
+        );
+    }
+    assert_all_dropped(&live);
+}
+
+#[test]
+fn weight_bound_holds_concurrently() {
+    weighted_concurrent(3, scaled(5_000, 60));
+}
+
+// ---------------------------------------------------------------------------
 // Stress (ignored: run with --ignored in release)
 // ---------------------------------------------------------------------------
 
@@ -1000,4 +1266,12 @@ fn stress_concurrent_with_ttl_and_capacity() {
     });
     cache.validate();
     assert!(cache.len() <= cap);
+}
+
+#[test]
+#[ignore = "stress: run with --release -- --ignored"]
+fn stress_weight_bound() {
+    for _ in 0..5 {
+        weighted_concurrent(8, 200_000);
+    }
 }

@@ -23,7 +23,8 @@
 //!   a `get` that began when the clock was already past the insert's end
 //!   plus the TTL.
 //! - `len() <= max_capacity + inserting threads` whenever a thread looks,
-//!   and `len() <= max_capacity` at the end.
+//!   and `len() <= max_capacity` at the end; with a weigher (a value weighs
+//!   `value / 10`), `weighted_size() <= max_weight` whenever a thread looks.
 //! - At the end, each key holds nothing or the value of one of its last
 //!   writes (no completed write came after it); stats count every insert
 //!   call exactly once as an insert or an update.
@@ -76,19 +77,22 @@ struct Event {
 #[derive(Clone, Copy)]
 struct Scenario {
     capacity: usize,
+    /// With a weigher (`value / 10`) and this bound.
+    max_weight: Option<u64>,
     programs: &'static [&'static [Op]],
 }
 
 fn run_scenario(sc: Scenario) {
     let clock = ManualClock::new();
-    let cache: Arc<Cache<u32, u32, Fixed>> = Arc::new(
-        Cache::builder()
-            .max_capacity(sc.capacity)
-            .clock(clock.clone())
-            .hasher(Fixed::default())
-            .build()
-            .unwrap(),
-    );
+    let mut builder = Cache::builder()
+        .max_capacity(sc.capacity)
+        .clock(clock.clone())
+        .hasher(Fixed::default());
+    if let Some(max) = sc.max_weight {
+        builder = builder.max_weight(max).weigher(|_k: &u32, v: &u32| v / 10);
+    }
+    let cache: Arc<Cache<u32, u32, Fixed>> = Arc::new(builder.build().unwrap());
+    let max_weight = sc.max_weight.unwrap_or(u64::MAX);
     let ticks = Arc::new(AtomicUsize::new(0));
     let history = Arc::new(Mutex::new(Vec::new()));
     let threads = sc.programs.len();
@@ -129,6 +133,7 @@ fn run_scenario(sc: Scenario) {
                     let resp = ticks.fetch_add(1, SeqCst);
                     let clock_resp = nanos(&clock);
                     assert!(cache.len() <= cache.max_capacity() + threads);
+                    assert!(cache.weighted_size() <= max_weight);
                     history.lock().unwrap().push(Event {
                         op,
                         result,
@@ -303,6 +308,7 @@ fn explore_fn(name: &'static str, f: impl Fn() + Send + Sync + Copy + 'static) {
 fn mixed_ops_with_eviction() {
     explore_fn("mixed_ops_with_eviction", || {
         run_scenario(Scenario {
+            max_weight: None,
             capacity: 1,
             programs: &[
                 &[Insert(1, 10, None), Get(2), Insert(1, 11, None), Get(1)],
@@ -318,6 +324,7 @@ fn mixed_ops_with_eviction() {
 fn mixed_ops_with_expiry() {
     explore_fn("mixed_ops_with_expiry", || {
         run_scenario(Scenario {
+            max_weight: None,
             capacity: 8,
             programs: &[
                 &[
@@ -343,11 +350,30 @@ fn mixed_ops_with_expiry() {
 fn mixed_ops_updates_and_removes() {
     explore_fn("mixed_ops_updates_and_removes", || {
         run_scenario(Scenario {
+            max_weight: None,
             capacity: 2,
             programs: &[
                 &[Insert(1, 10, None), Insert(2, 20, None), Get(3), Remove(1)],
                 &[Insert(3, 30, None), Get(1), Insert(1, 11, None), Get(2)],
                 &[Get(2), Remove(3), Get(1), Insert(3, 31, Some(4)), Tick(5)],
+            ],
+        })
+    });
+}
+
+/// Weighed entries (value / 10) under a bound of 4 in a roomy cache: new
+/// keys evict several victims, updates change weights, and a value of
+/// weight 5 is turned away (leaving its key absent).
+#[test]
+fn mixed_ops_with_weights() {
+    explore_fn("mixed_ops_with_weights", || {
+        run_scenario(Scenario {
+            max_weight: Some(4),
+            capacity: 8,
+            programs: &[
+                &[Insert(1, 10, None), Insert(2, 20, None), Get(3), Get(1)],
+                &[Insert(3, 30, None), Get(2), Insert(1, 35, None), Get(1)],
+                &[Get(2), Insert(2, 50, None), Get(3), Insert(3, 11, None)],
             ],
         })
     });

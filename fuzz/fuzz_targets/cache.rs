@@ -7,6 +7,13 @@
 //! lookup may miss a key the model holds, but a hit must return the
 //! model's value, `len` stays within capacity, and the stats must add up).
 //! Values carry a live counter: a value dropped twice or never fails.
+//!
+//! Either mode may add a weigher (a value weighs `value % 8`): roomy with a
+//! `max_weight` nothing reaches, small with one of 1 to 16 (so entries
+//! heavier than a shard's share are turned away and several victims may
+//! leave for one newcomer). The model tracks the total weight: the cache's
+//! `weighted_size` never exceeds `max_weight`, agrees with the model when
+//! roomy, and covers the weight of what `iter` yields.
 
 #![no_main]
 
@@ -29,6 +36,9 @@ struct Input {
     small: u8,
     /// Use 1 shard or let the cache pick (several only for big caches).
     shards: u8,
+    /// 0: no weigher; otherwise a weigher, and in small mode
+    /// `max_weight = weight % 16 + 1`.
+    weight: u8,
     ops: Vec<Op>,
 }
 
@@ -82,6 +92,24 @@ impl Drop for Tracked {
 /// The model: key → (value, expiry in ns or None).
 type Model = HashMap<u8, (u16, Option<u64>)>;
 
+/// A value's weight under the fuzzer's weigher.
+fn weight_of(v: u16) -> u64 {
+    u64::from(v % 8)
+}
+
+/// The model's total weight: of every entry, and of the unexpired ones
+/// (expired entries weigh until the cache reclaims them).
+fn model_weight(model: &Model, weighed: bool, now: u64) -> (u64, u64) {
+    let w = |v: u16| if weighed { weight_of(v) } else { 1 };
+    let all = model.values().map(|&(v, _)| w(v)).sum();
+    let unexpired = model
+        .values()
+        .filter(|(_, e)| e.map_or(true, |e| now < e))
+        .map(|&(v, _)| w(v))
+        .sum();
+    (all, unexpired)
+}
+
 fn model_get(model: &Model, k: u8, now: u64) -> Option<u16> {
     match model.get(&k) {
         Some(&(v, e)) if e.map_or(true, |e| now < e) => Some(v),
@@ -109,6 +137,19 @@ fn run(input: &Input, live: &Arc<AtomicIsize>) -> usize {
         .hasher(BuildHasherDefault::<DefaultHasher>::default());
     if input.shards % 2 == 1 && !roomy {
         builder = builder.shards(2);
+    }
+    let weighed = input.weight != 0;
+    let max_weight = if !weighed {
+        u64::MAX
+    } else if roomy {
+        64 * 7
+    } else {
+        u64::from(input.weight % 16) + 1
+    };
+    if weighed {
+        builder = builder
+            .max_weight(max_weight)
+            .weigher(|_k: &u8, v: &Tracked| weight_of(v.value) as u32);
     }
     let cache: Cache<u8, Tracked, _> = builder.build().unwrap();
     let mut model = Model::new();
@@ -175,6 +216,9 @@ fn run(input: &Input, live: &Arc<AtomicIsize>) -> usize {
                 if roomy {
                     // Expired entries count until reclaimed.
                     assert!(len >= unexpired && len <= model.len(), "step {step}: len");
+                    let (all, unexpired) = model_weight(&model, weighed, now);
+                    let w = cache.weighted_size();
+                    assert!(w >= unexpired && w <= all, "step {step}: weight {w}");
                 }
             }
             Op::GetOrInsert(k, v) => {
@@ -226,6 +270,11 @@ fn run(input: &Input, live: &Arc<AtomicIsize>) -> usize {
                 for &(k, v) in &seen {
                     assert_eq!(model_get(&model, k, now), Some(v), "step {step}: iter");
                 }
+                let w: u64 = seen
+                    .iter()
+                    .map(|&(_, v)| if weighed { weight_of(v) } else { 1 })
+                    .sum();
+                assert!(w <= cache.weighted_size(), "step {step}: iter weight");
                 if roomy {
                     let want = model
                         .keys()
@@ -236,6 +285,13 @@ fn run(input: &Input, live: &Arc<AtomicIsize>) -> usize {
             }
         }
         assert!(cache.len() <= capacity);
+        assert!(
+            cache.weighted_size() <= max_weight,
+            "step {step}: over max_weight"
+        );
+        if !weighed {
+            assert_eq!(cache.weighted_size(), cache.len() as u64);
+        }
         cache.validate();
     }
     let s = cache.stats();

@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Cache, Listener, RandomState, RemovalCause};
+use super::{Cache, Listener, RandomState, RemovalCause, Weigher};
 use crate::clock::{Clock, SystemClock};
 
 /// A setting [`CacheBuilder::build`] refused.
@@ -27,6 +27,11 @@ pub enum BuildError {
     ZeroShards,
     /// `time_to_live(Duration::ZERO)`: every entry would be expired at once.
     ZeroTimeToLive,
+    /// `max_weight(0)`: no entry would fit.
+    ZeroMaxWeight,
+    /// A [`weigher`](CacheBuilder::weigher) with no
+    /// [`max_weight`](CacheBuilder::max_weight) to count the weights against.
+    WeigherWithoutMaxWeight,
 }
 
 impl fmt::Display for BuildError {
@@ -40,6 +45,12 @@ impl fmt::Display for BuildError {
             }
             BuildError::ZeroTimeToLive => {
                 "cache time_to_live must be longer than zero: leave .time_to_live(..) out for entries that never expire"
+            }
+            BuildError::ZeroMaxWeight => {
+                "cache max_weight must be at least 1: leave .max_weight(..) out to bound the entry count alone"
+            }
+            BuildError::WeigherWithoutMaxWeight => {
+                "cache weigher needs a max_weight to bound the total weight: set it with .max_weight(n)"
             }
         })
     }
@@ -68,6 +79,8 @@ impl std::error::Error for BuildError {}
 #[must_use = "a builder does nothing until .build()"]
 pub struct CacheBuilder<K, V, S = RandomState> {
     max_capacity: usize,
+    max_weight: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
     ttl: Option<Duration>,
     shards: Option<usize>,
     clock: Option<Arc<dyn Clock>>,
@@ -79,6 +92,8 @@ impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheBuilder")
             .field("max_capacity", &self.max_capacity)
+            .field("max_weight", &self.max_weight)
+            .field("weigher", &self.weigher.is_some())
             .field("time_to_live", &self.ttl)
             .field("shards", &self.shards)
             .field("clock", &self.clock)
@@ -92,6 +107,8 @@ impl<K, V> CacheBuilder<K, V, RandomState> {
     pub(crate) fn new() -> Self {
         CacheBuilder {
             max_capacity: 0,
+            max_weight: None,
+            weigher: None,
             ttl: None,
             shards: None,
             clock: None,
@@ -111,6 +128,86 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// ```
     pub fn max_capacity(mut self, max_capacity: usize) -> Self {
         self.max_capacity = max_capacity;
+        self
+    }
+
+    /// The most total weight the cache holds (at least 1), as weighed by
+    /// the [`weigher`](Self::weigher), or 1 an entry without one (then the
+    /// bound is on entries, like a smaller `max_capacity`).
+    ///
+    /// `max_capacity` stays required and still bounds the entry count (it
+    /// also sizes the tables and the policy): set it to the most entries
+    /// you expect. The cache evicts, in the policy's order, until both
+    /// bounds hold. The weight is split across shards as the capacity is
+    /// (shares differ by at most 1, and there are never more shards than
+    /// `max_weight`); an entry heavier than its shard's share is never
+    /// cached (see [`weigher`](Self::weigher)).
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::<u32, Vec<u8>>::builder()
+    ///     .max_capacity(1000)
+    ///     .max_weight(1 << 20)
+    ///     .weigher(|_k, v| v.len() as u32)
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert(1, vec![0; 4096]);
+    /// assert_eq!(cache.weighted_size(), 4096);
+    /// ```
+    pub fn max_weight(mut self, max_weight: u64) -> Self {
+        self.max_weight = Some(max_weight);
+        self
+    }
+
+    /// Weighs each entry when it is inserted (a new key, an update, a
+    /// loader's value); the total is bounded by
+    /// [`max_weight`](Self::max_weight), which is then required. The weight
+    /// is stored in the entry (in its padding for most types: no extra
+    /// bytes), so reads never call the weigher.
+    ///
+    /// The weigher runs on the inserting thread, before the shard lock is
+    /// taken (for a loader's value, under the key's single-flight lock): it
+    /// should be cheap and must not call into the cache.
+    ///
+    /// - An insert makes room by evicting, in the policy's order, as many
+    ///   entries as it takes; each counts in
+    ///   [`CacheStats::evictions`](super::CacheStats::evictions) and is
+    ///   shown to the listener as [`RemovalCause::Evicted`].
+    /// - An update to a heavier value evicts in the same way until its
+    ///   shard fits again (the updated key itself may be the victim).
+    /// - An entry heavier than its shard's share of `max_weight` is not
+    ///   cached: the insert counts as an insert and an eviction, and the
+    ///   listener sees the new value as `Evicted`. If the key was resident,
+    ///   its old value leaves as an update (`Replaced`) and the new one is
+    ///   turned away as `Evicted`: afterwards the key is absent. Either way
+    ///   the value is dropped once, and nothing panics.
+    /// - A weight of 0 is allowed: such entries are bounded by
+    ///   `max_capacity` alone.
+    ///
+    /// # Examples
+    /// ```
+    /// use unlocked::cache::{Cache, RemovalCause};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let cache = Cache::builder()
+    ///     .max_capacity(100)
+    ///     .max_weight(10)
+    ///     .weigher(|_k: &u32, v: &String| v.len() as u32)
+    ///     .eviction_listener(move |k: &u32, _v: &String, cause| log.lock().unwrap().push((*k, cause)))
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert(1, "abcd".to_string());
+    /// cache.insert(2, "efgh".to_string());
+    /// cache.insert(3, "ijklmn".to_string()); // evicts until 6 more fit
+    /// assert!(cache.weighted_size() <= 10);
+    /// cache.insert(4, "x".repeat(11)); // heavier than the bound: not cached
+    /// assert_eq!(cache.get(&4), None);
+    /// assert!(seen.lock().unwrap().contains(&(4, RemovalCause::Evicted)));
+    /// ```
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(weigher));
         self
     }
 
@@ -189,6 +286,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     pub fn hasher<S2>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
         CacheBuilder {
             max_capacity: self.max_capacity,
+            max_weight: self.max_weight,
+            weigher: self.weigher,
             ttl: self.ttl,
             shards: self.shards,
             clock: self.clock,
@@ -235,8 +334,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// Builds the cache.
     ///
     /// # Errors
-    /// [`BuildError`] for a zero capacity (or none set), zero shards, or a
-    /// zero time to live.
+    /// [`BuildError`] for a zero capacity (or none set), zero shards, a
+    /// zero time to live, a zero `max_weight`, or a weigher without a
+    /// `max_weight`.
     ///
     /// # Examples
     /// ```
@@ -258,9 +358,22 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         if self.ttl == Some(Duration::ZERO) {
             return Err(BuildError::ZeroTimeToLive);
         }
-        let shards = shard_count(self.max_capacity, self.shards);
+        if self.max_weight == Some(0) {
+            return Err(BuildError::ZeroMaxWeight);
+        }
+        if self.weigher.is_some() && self.max_weight.is_none() {
+            return Err(BuildError::WeigherWithoutMaxWeight);
+        }
+        // Every shard gets at least one entry and one unit of weight.
+        let most = self.max_weight.map_or(self.max_capacity, |m| {
+            self.max_capacity
+                .min(usize::try_from(m).unwrap_or(usize::MAX))
+        });
+        let shards = shard_count(self.max_capacity, self.shards).min(prev_power_of_two(most));
         Ok(Cache::from_parts(
             self.max_capacity,
+            self.max_weight,
+            self.weigher,
             shards,
             self.ttl,
             self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),

@@ -44,6 +44,11 @@ pub(crate) struct Entry<K, V> {
     pub(crate) expires: u64,
     /// Saturating access counter, bumped by readers on a hit.
     pub(crate) frequency: AtomicU8,
+    /// The entry's weight (1 without a weigher), counted against its
+    /// shard's share of `max_weight`. Read only by the writer, under the
+    /// lock; it sits in the padding after `frequency`, so it costs no bytes
+    /// for most key and value types.
+    pub(crate) weight: u32,
     pub(crate) key: K,
     pub(crate) value: V,
     /// The key's node, owned by the policy's [`NodeRef`]; null until the
@@ -55,11 +60,12 @@ pub(crate) struct Entry<K, V> {
 
 impl<K, V> Entry<K, V> {
     /// An entry with no node yet and a zero frequency (not yet published).
-    pub(crate) fn new(hash: u64, expires: u64, key: K, value: V) -> Self {
+    pub(crate) fn new(hash: u64, expires: u64, weight: u32, key: K, value: V) -> Self {
         Entry {
             hash,
             expires,
             frequency: AtomicU8::new(0),
+            weight,
             key,
             value,
             node: std::ptr::null(),
@@ -235,5 +241,17 @@ impl<K, V> Handle for NodeRef<K, V> {
 
     fn is_live(&self) -> bool {
         self.node().is_live()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+
+    #[test]
+    fn weight_fits_in_padding() {
+        // hash, expiry, node pointer, key, value: 40 bytes; the frequency
+        // byte and the u32 weight share the last 8.
+        assert_eq!(std::mem::size_of::<Entry<u64, u64>>(), 48);
     }
 }

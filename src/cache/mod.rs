@@ -6,6 +6,9 @@
 //!   owns the eviction policy; capacity is strict per shard (entries are
 //!   evicted before the newcomer is published), so `len()` never exceeds
 //!   `max_capacity`.
+//! - Optionally size-aware: with [`CacheBuilder::max_weight`] and
+//!   [`CacheBuilder::weigher`], the total weight is bounded too, strictly
+//!   per shard, with the weight stored in each entry (reads never weigh).
 //! - Entries expire per entry (`insert_with_ttl`) or by the cache's default
 //!   (`time_to_live`); expired entries are never returned and are reclaimed
 //!   by writers as they go.
@@ -127,6 +130,9 @@ pub enum RemovalCause {
 /// The eviction listener's type.
 pub(crate) type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
 
+/// The weigher's type.
+pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
+
 /// A sharded, bounded, concurrent cache with lock-free reads, TTLs,
 /// statistics and single-flight loading.
 ///
@@ -160,7 +166,9 @@ pub(crate) type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>
 /// Every operation on one key is linearizable: a `get` returns the value of
 /// the latest insert of that key that completed before it (or a concurrent
 /// one), or nothing if the key was since removed, evicted or expired. Capacity
-/// is strict: `len()` never exceeds `max_capacity`.
+/// is strict: `len()` never exceeds `max_capacity`, and with a
+/// [weigher](CacheBuilder::weigher) `weighted_size()` never exceeds
+/// `max_weight`.
 pub struct Cache<K, V, S = RandomState> {
     shards: Box<[CachePadded<Shard<K, V>>]>,
     /// `hash.rotate_left(shard_bits) & shard_mask` picks the shard from the
@@ -168,6 +176,10 @@ pub struct Cache<K, V, S = RandomState> {
     shard_bits: u32,
     shard_mask: usize,
     max_capacity: usize,
+    /// The bound on the total weight, if one was set.
+    max_weight: Option<u64>,
+    /// Weighs entries (without one every entry weighs 1).
+    weigher: Option<Weigher<K, V>>,
     /// Default expiry in nanoseconds, or `NEVER`.
     ttl: Option<Duration>,
     clock: Arc<dyn Clock>,
@@ -190,6 +202,7 @@ impl<K, V, S> fmt::Debug for Cache<K, V, S> {
         f.debug_struct("Cache")
             .field("len", &self.len())
             .field("max_capacity", &self.max_capacity)
+            .field("max_weight", &self.max_weight)
             .field("shards", &self.shards.len())
             .field("time_to_live", &self.ttl)
             .finish_non_exhaustive()
@@ -240,8 +253,11 @@ impl<K, V> Cache<K, V, RandomState> {
 }
 
 impl<K, V, S> Cache<K, V, S> {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_parts(
         max_capacity: usize,
+        max_weight: Option<u64>,
+        weigher: Option<Weigher<K, V>>,
         shards: usize,
         ttl: Option<Duration>,
         clock: Arc<dyn Clock>,
@@ -249,15 +265,24 @@ impl<K, V, S> Cache<K, V, S> {
         listener: Option<Listener<K, V>>,
     ) -> Self {
         debug_assert!(shards.is_power_of_two() && shards <= max_capacity);
-        // Per-shard capacities sum to exactly `max_capacity`.
+        debug_assert!(max_weight.map_or(true, |m| m >= shards as u64));
+        // Per-shard capacities sum to exactly `max_capacity`, and per-shard
+        // weights to exactly `max_weight`, split the same way.
         let (base, extra) = (max_capacity / shards, max_capacity % shards);
+        let n = shards as u64;
+        let weight = |i: usize| match max_weight {
+            None => u64::MAX,
+            Some(m) => m / n + u64::from((i as u64) < m % n),
+        };
         Cache {
             shards: (0..shards)
-                .map(|i| CachePadded::new(Shard::new(base + usize::from(i < extra))))
+                .map(|i| CachePadded::new(Shard::new(base + usize::from(i < extra), weight(i))))
                 .collect(),
             shard_bits: shards.trailing_zeros(),
             shard_mask: shards - 1,
             max_capacity,
+            max_weight,
+            weigher,
             ttl,
             clock,
             hasher,
@@ -274,6 +299,56 @@ impl<K, V, S> Cache<K, V, S> {
     /// ```
     pub fn max_capacity(&self) -> usize {
         self.max_capacity
+    }
+
+    /// The bound on the total weight of the entries, if one was set with
+    /// [`CacheBuilder::max_weight`].
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::<u8, u8>::builder()
+    ///     .max_capacity(8)
+    ///     .max_weight(100)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.max_weight(), Some(100));
+    /// assert_eq!(unlocked::Cache::<u8, u8>::new(7).max_weight(), None);
+    /// ```
+    pub fn max_weight(&self) -> Option<u64> {
+        self.max_weight
+    }
+
+    /// The total weight of the resident entries (expired ones not yet
+    /// reclaimed included), as the [weigher](CacheBuilder::weigher) weighed
+    /// them when they were inserted; without a weigher every entry weighs
+    /// 1, so this is [`len`](Self::len). Exact when no write is in flight;
+    /// never more than [`max_weight`](Self::max_weight).
+    ///
+    /// # Examples
+    /// ```
+    /// let cache = unlocked::Cache::builder()
+    ///     .max_capacity(100)
+    ///     .max_weight(1000)
+    ///     .weigher(|_k: &u32, v: &String| v.len() as u32)
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert(1, "abc".to_string());
+    /// cache.insert(2, "de".to_string());
+    /// assert_eq!(cache.weighted_size(), 5);
+    /// cache.insert(1, "a".to_string());
+    /// assert_eq!(cache.weighted_size(), 3);
+    /// ```
+    pub fn weighted_size(&self) -> u64 {
+        self.shards.iter().map(|s| s.weight()).sum()
+    }
+
+    /// The weight of an entry: the weigher's verdict, or 1 without one.
+    #[inline]
+    fn weigh(&self, key: &K, value: &V) -> u32 {
+        match &self.weigher {
+            None => 1,
+            Some(weigher) => weigher(key, value),
+        }
     }
 
     /// The default time to live, if any.
@@ -362,6 +437,12 @@ impl<K, V, S> Cache<K, V, S> {
     #[doc(hidden)]
     pub fn shard_capacities(&self) -> Vec<usize> {
         self.shards.iter().map(|s| s.capacity()).collect()
+    }
+
+    /// Per-shard shares of `max_weight` (`u64::MAX` without one; for tests).
+    #[doc(hidden)]
+    pub fn shard_max_weights(&self) -> Vec<u64> {
+        self.shards.iter().map(|s| s.max_weight()).collect()
     }
 
     #[inline]
@@ -523,9 +604,11 @@ where
 
     fn insert_expiring(&self, key: K, value: V, expires: u64) {
         let hash = self.hash(&key);
+        let weight = self.weigh(&key, &value);
         let guard = epoch::pin();
         let mut ctx = self.ctx(&guard);
-        self.shard(hash).insert(&mut ctx, hash, key, value, expires);
+        self.shard(hash)
+            .insert(&mut ctx, hash, key, value, expires, weight);
         self.notify(ctx);
     }
 
@@ -815,13 +898,17 @@ where
             .position(|f| Arc::ptr_eq(&f.flight, &self.flight))
         {
             let InFlight { key, .. } = flights.swap_remove(pos);
-            // Inserted under the flights lock: see `Cache::join`.
+            let value = value.clone();
+            // Weighed under the flights lock (the weigher must not call into
+            // the cache), and inserted under it: see `Cache::join`.
+            let weight = cache.weigh(&key, &value);
             shard.insert(
                 &mut ctx,
                 self.hash,
                 key,
-                value.clone(),
+                value,
                 cache.expiry(cache.ttl),
+                weight,
             );
         }
         drop(flights);

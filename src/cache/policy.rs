@@ -19,6 +19,10 @@
 //!   them and never returns them from `insert`.
 //! - An update of a resident key does not go through the policy (the shell
 //!   swaps the value in place and the entry keeps its place and frequency).
+//! - For the weight bound, the shell may ask for more victims than the
+//!   entry bound needs: [`Policy::evict`] evicts the next one in the order
+//!   `insert` would (before an insert, or after an update made its key
+//!   heavier). Weights themselves stay in the shell.
 //!
 //! # The policy: S3-FIFO
 //! S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction",
@@ -274,6 +278,18 @@ impl<H: Handle> Policy<H> {
             self.small.push_back(handle);
         }
         self.live += 1;
+    }
+
+    /// Evicts one live handle (pushed onto `evicted`), if any is resident:
+    /// the next victim in the order `insert` evicts in. For the shell's
+    /// weight bound, which may need several victims for one newcomer.
+    pub(crate) fn evict(&mut self, evicted: &mut Vec<H>) {
+        let before = evicted.len();
+        // `evict_one` may only move a handle from small to main; small
+        // empties in at most its length of such moves, so this ends.
+        while evicted.len() == before && self.live > 0 {
+            self.evict_one(evicted);
+        }
     }
 
     /// The shell removed a resident entry (its handle is now dead).

@@ -9,7 +9,7 @@
 
 use std::borrow::Borrow;
 
-use super::entry::{Entry, NodeRef, NEVER};
+use super::entry::{Entry, Node, NodeRef, NEVER};
 use super::flight::InFlight;
 use super::policy::{Handle, Policy};
 use super::stats::{bump_locked, WriteCounters};
@@ -18,7 +18,7 @@ use super::RemovalCause;
 use crate::clock::Clock;
 use crate::sync::epoch::Guard;
 use crate::sync::{
-    AtomicPtr, AtomicUsize,
+    AtomicPtr, AtomicU64, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 use crate::sync::{CachePadded, Mutex, MutexGuard};
@@ -89,6 +89,9 @@ struct Writer<K, V> {
     tombstones: usize,
     /// Linked entries that have an expiry (0: sweeps and clock reads skip).
     expiring: usize,
+    /// Total weight of the linked entries (never above `max_weight` when
+    /// the lock is released).
+    weight: u64,
     /// Next slot the sweep inspects.
     cursor: usize,
     /// Scratch for the policy's evictions (kept to avoid allocating).
@@ -103,6 +106,10 @@ pub(crate) struct Shard<K, V> {
     table: CachePadded<AtomicPtr<Table<K, V>>>,
     /// Linked entries, mirrored from the policy after each write.
     len: AtomicUsize,
+    /// Their total weight, mirrored from the writer after each write.
+    weight: AtomicU64,
+    /// The shard's share of the cache's `max_weight` (`u64::MAX`: none).
+    max_weight: u64,
     writer: Mutex<Writer<K, V>>,
     pub(crate) counters: WriteCounters,
     /// Keys being loaded by `get_or_insert_with` and friends.
@@ -110,15 +117,20 @@ pub(crate) struct Shard<K, V> {
 }
 
 impl<K, V> Shard<K, V> {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A shard of at most `capacity` entries weighing at most `max_weight`
+    /// together.
+    pub(crate) fn new(capacity: usize, max_weight: u64) -> Self {
         let table = Box::new(Table::new(slots_for(capacity)));
         Shard {
             table: CachePadded::new(AtomicPtr::new(Box::into_raw(table))),
             len: AtomicUsize::new(0),
+            weight: AtomicU64::new(0),
+            max_weight,
             writer: Mutex::new(Writer {
                 policy: Policy::new(capacity),
                 tombstones: 0,
                 expiring: 0,
+                weight: 0,
                 cursor: 0,
                 evicted: Vec::new(),
             }),
@@ -144,6 +156,17 @@ impl<K, V> Shard<K, V> {
         self.len.load(Relaxed)
     }
 
+    /// Total weight of the linked entries.
+    pub(crate) fn weight(&self) -> u64 {
+        // Relaxed: a statistic; exact at quiescence.
+        self.weight.load(Relaxed)
+    }
+
+    /// The most weight this shard holds.
+    pub(crate) fn max_weight(&self) -> u64 {
+        self.max_weight
+    }
+
     /// The most entries this shard holds.
     pub(crate) fn capacity(&self) -> usize {
         self.writer.lock().policy.capacity()
@@ -161,11 +184,13 @@ impl<K, V> Shard<K, V> {
     fn publish_len(&self, w: &Writer<K, V>) {
         // Relaxed: a statistic for `len`.
         self.len.store(w.policy.live(), Relaxed);
+        // Relaxed: a statistic for `weighted_size`.
+        self.weight.store(w.weight, Relaxed);
     }
 }
 
 impl<K: Eq + 'static, V: 'static> Shard<K, V> {
-    /// Inserts or updates `key`.
+    /// Inserts or updates `key`, whose entry weighs `weight`.
     ///
     /// The entry, and the node of a key that a lock-free look finds absent,
     /// are allocated before the lock is taken, and a node the look made in
@@ -179,8 +204,9 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         key: K,
         value: V,
         expires: u64,
+        weight: u32,
     ) {
-        let entry = Box::new(Entry::new(hash, expires, key, value));
+        let entry = Box::new(Entry::new(hash, expires, weight, key, value));
         let node = match self.table(ctx.guard).find(hash, &entry.key) {
             Probe::Found(..) => None,
             Probe::Absent => Some(NodeRef::new(hash)),
@@ -200,6 +226,12 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         let mut w = self.lock();
         let table = self.table(ctx.guard);
         self.sweep(&mut w, table, ctx);
+        // Predictable: without a weigher every entry weighs 1 and the
+        // shard's share is at least 1.
+        if u64::from(entry.weight) > self.max_weight {
+            self.insert_oversize(&mut w, table, entry, ctx);
+            return node;
+        }
         if let Probe::Found(i, old) = table.find(entry.hash, &entry.key) {
             if !ctx.expired(old) {
                 self.replace(&mut w, table, i, old, entry, ctx);
@@ -214,6 +246,60 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         self.admit(&mut w, table, entry, node, ctx);
         self.publish_len(&w);
         None
+    }
+
+    /// Turns away an entry heavier than the shard's share of `max_weight`
+    /// (it is never visible): an eviction, and an insert if its key was not
+    /// resident, as for a newcomer the policy evicts. A resident entry of
+    /// the key leaves first, as an update (`Replaced`) if it was live, so no
+    /// stale value stays behind.
+    #[cold]
+    #[inline(never)]
+    fn insert_oversize(
+        &self,
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        entry: Box<Entry<K, V>>,
+        ctx: &mut Ctx<'_, K, V>,
+    ) {
+        let mut replaced = false;
+        if let Probe::Found(i, old) = table.find(entry.hash, &entry.key) {
+            replaced = !ctx.expired(old);
+            let cause = if replaced {
+                RemovalCause::Replaced
+            } else {
+                RemovalCause::Expired
+            };
+            self.unlink(w, table, i, old, cause, ctx);
+            w.policy.removed();
+        }
+        if !replaced {
+            bump_locked(&self.counters.inserts);
+        }
+        let entry = Box::into_raw(entry);
+        bump_locked(&self.counters.evictions);
+        ctx.notice(entry, RemovalCause::Evicted);
+        ctx.retire(entry);
+        self.publish_len(w);
+    }
+
+    /// Unlinks victims in the policy's order until the shard's total
+    /// weight plus `extra` fits its share (or nothing is left).
+    #[cold]
+    #[inline(never)]
+    fn shed_weight(
+        &self,
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        extra: u64,
+        ctx: &mut Ctx<'_, K, V>,
+    ) {
+        let mut evicted = std::mem::take(&mut w.evicted);
+        while w.weight + extra > self.max_weight && w.policy.live() > 0 {
+            w.policy.evict(&mut evicted);
+            self.unlink_victims(w, table, &mut evicted, std::ptr::null(), ctx);
+        }
+        w.evicted = evicted;
     }
 
     /// Publishes `new` for a resident key in its slot, in place of `old`;
@@ -232,6 +318,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         new.frequency.store(old.frequency.load(Relaxed), Relaxed);
         new.set_node(old.node_ptr());
         let expiring = new.expires != NEVER;
+        let weight = w.weight - u64::from(old.weight) + u64::from(new.weight);
         let new = Box::into_raw(new);
         // The slot's own pointer (not one derived from `old`, a shared
         // reference) is the one the entry may be freed through.
@@ -239,9 +326,15 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         debug_assert!(std::ptr::eq(old_raw, old));
         table.replace(i, new);
         w.expiring = w.expiring + usize::from(expiring) - usize::from(old.expires != NEVER);
+        w.weight = weight;
         bump_locked(&self.counters.updates);
         ctx.notice(old_raw, RemovalCause::Replaced);
         ctx.retire(old_raw);
+        if w.weight > self.max_weight {
+            // A heavier value: evict in the policy's order until the shard
+            // fits again (the updated key itself may be among the victims).
+            self.shed_weight(w, table, 0, ctx);
+        }
     }
 
     /// Admits `entry`, whose key is not resident, with its new `node`,
@@ -256,10 +349,10 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     ) {
         let node_ptr = node.as_ptr();
         entry.set_node(node_ptr);
-        let (hash, expiring) = (entry.hash, entry.expires != NEVER);
+        let (hash, expiring, weight) = (entry.hash, entry.expires != NEVER, entry.weight);
         let entry = Box::into_raw(entry);
         bump_locked(&self.counters.inserts);
-        if !self.make_room(w, table, node, ctx) {
+        if !self.make_room(w, table, node, weight, ctx) {
             // The policy turned the newcomer away: it was never visible.
             bump_locked(&self.counters.evictions);
             ctx.notice(entry, RemovalCause::Evicted);
@@ -278,23 +371,47 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         // policy, which only the lock holder changes.
         unsafe { &*node_ptr }.set_slot(table.slot_ptr(i));
         w.expiring += usize::from(expiring);
+        w.weight += u64::from(weight);
     }
 
-    /// Hands `node` to the policy and unlinks the entries it evicts; `false`
-    /// if the policy evicted the newcomer itself (its node is then freed).
+    /// Evicts until a newcomer of `weight` (at most the shard's share)
+    /// fits, then hands `node` to the policy and unlinks the entries it
+    /// evicts; `false` if the policy evicted the newcomer itself (its node
+    /// is then freed).
     fn make_room(
         &self,
         w: &mut Writer<K, V>,
         table: &Table<K, V>,
         node: NodeRef<K, V>,
+        weight: u32,
         ctx: &mut Ctx<'_, K, V>,
     ) -> bool {
         let node_ptr = node.as_ptr();
+        // Predictable: never taken without a weigher and `max_weight`. The
+        // newcomer is not in the policy yet, so it is never a victim here.
+        if w.weight + u64::from(weight) > self.max_weight {
+            self.shed_weight(w, table, u64::from(weight), ctx);
+        }
         let mut evicted = std::mem::take(&mut w.evicted);
         w.policy.insert(node, &mut evicted);
+        let admitted = self.unlink_victims(w, table, &mut evicted, node_ptr, ctx);
+        w.evicted = evicted;
+        admitted
+    }
+
+    /// Unlinks the entries of the policy's `evicted` handles (draining it);
+    /// `false` if `newcomer`'s handle was among them.
+    fn unlink_victims(
+        &self,
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        evicted: &mut Vec<NodeRef<K, V>>,
+        newcomer: *const Node<K, V>,
+        ctx: &mut Ctx<'_, K, V>,
+    ) -> bool {
         let mut admitted = true;
         for victim in evicted.drain(..) {
-            if std::ptr::eq(victim.as_ptr(), node_ptr) {
+            if std::ptr::eq(victim.as_ptr(), newcomer) {
                 admitted = false;
                 continue;
             }
@@ -311,7 +428,6 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             };
             self.unlink(w, table, i, v, cause, ctx);
         }
-        w.evicted = evicted;
         admitted
     }
 
@@ -335,6 +451,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         // SAFETY: `e` was linked until just now, and the lock is held.
         unsafe { e.node() }.kill();
         w.expiring -= usize::from(e.expires != NEVER);
+        w.weight -= u64::from(e.weight);
         self.count(cause);
         ctx.notice(raw, cause);
         ctx.retire(raw);
@@ -487,6 +604,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         drop(w.policy.clear());
         w.tombstones = 0;
         w.expiring = 0;
+        w.weight = 0;
         w.cursor = 0;
         self.publish_len(&w);
     }
@@ -500,6 +618,7 @@ impl<K: Eq, V> Shard<K, V> {
         let w = self.lock();
         let table = self.table(guard);
         let (mut live, mut tombstones, mut expiring, mut empty) = (0, 0, 0, 0);
+        let mut weight = 0u64;
         for i in 0..table.len() {
             let p = table.load(i);
             match table.tag(i) {
@@ -530,6 +649,7 @@ impl<K: Eq, V> Shard<K, V> {
                     );
                     live += 1;
                     expiring += usize::from(e.expires != NEVER);
+                    weight += u64::from(e.weight);
                 }
             }
         }
@@ -539,6 +659,9 @@ impl<K: Eq, V> Shard<K, V> {
         assert_eq!(tombstones, w.tombstones, "tombstone count");
         assert_eq!(expiring, w.expiring, "expiring count");
         assert_eq!(live, self.len(), "len");
+        assert_eq!(weight, w.weight, "weight");
+        assert!(weight <= self.max_weight, "over max_weight");
+        assert_eq!(weight, self.weight(), "published weight");
     }
 }
 

@@ -419,3 +419,46 @@ fn adaptive_small_share_stays_in_bounds() {
 }
 
 mod experiments;
+
+#[test]
+fn evict_takes_exactly_one_live_handle_until_empty() {
+    // The weight bound's extra victims: mixed reads, removals and inserts,
+    // then `evict` one at a time must give one live handle per call and
+    // stop at an empty policy.
+    let mut sim = Sim::new(64);
+    let mut rng = Rng(17);
+    for _ in 0..2_000 {
+        let k = rng.below(200);
+        match rng.below(4) {
+            0 => drop(sim.remove(k)),
+            1 => drop(sim.get(k)),
+            _ => sim.access(k),
+        }
+        if rng.below(16) == 0 && sim.policy.live() > 0 {
+            let before = sim.policy.live();
+            sim.policy.evict(&mut sim.evicted);
+            assert_eq!(sim.evicted.len(), 1, "one victim per call");
+            assert_eq!(sim.policy.live(), before - 1);
+            for v in sim.evicted.drain(..) {
+                assert!(v.live.get(), "evict returned a dead handle");
+                v.live.set(false);
+                sim.table.remove(&v.key).expect("evicted a resident key");
+            }
+        }
+    }
+    while sim.policy.live() > 0 {
+        sim.policy.evict(&mut sim.evicted);
+        assert_eq!(sim.evicted.len(), 1);
+        for v in sim.evicted.drain(..) {
+            assert!(v.live.get());
+            v.live.set(false);
+            sim.table.remove(&v.key).expect("evicted a resident key");
+        }
+    }
+    assert!(sim.table.is_empty());
+    sim.policy.evict(&mut sim.evicted);
+    assert!(
+        sim.evicted.is_empty(),
+        "nothing to evict in an empty policy"
+    );
+}
