@@ -171,10 +171,10 @@ impl<K, V> Node<K, V> {
         if slot.is_null() {
             return None;
         }
-        // SAFETY: a non-null `slot` is in the shard's current table (the
-        // writer re-points nodes when it rebuilds and nulls them when it
-        // unlinks), and the policy runs only under the shard lock, so the
-        // table is not retired meanwhile.
+        // A non-null `slot` is in the shard's current table: the writer
+        // re-points nodes when it rebuilds and nulls them when it unlinks.
+        // SAFETY: that table is live, and the policy runs only under the
+        // shard lock, so the table is not retired meanwhile.
         let slot = unsafe { &*slot };
         // Relaxed: the writer reads its own stores, under the lock.
         let entry = slot.load(Relaxed);
