@@ -1,95 +1,20 @@
 //! Hit-ratio experiments on the policy alone (no shell), next to its peers.
 //! Ignored: `cargo test --release --lib experiments -- --ignored --nocapture`.
 
-use std::io::{BufRead, BufReader};
 use std::num::NonZeroUsize;
-
-use rand::{rngs::StdRng, Rng as _, SeedableRng};
-use rand_distr::{Distribution, Zipf};
 
 use super::Sim;
 use crate::cache::policy::Tuning;
 
+// The same key streams as the bench harness and the hit-ratio example.
+#[allow(dead_code)]
+#[path = "../../../../benches/cache_support/workloads.rs"]
+mod workloads;
+use workloads::{looping, one_hit_wonders, scan_mixed, shifting, zipf};
+
+/// A whole trace.
 fn trace(name: &str) -> Vec<u64> {
-    let path = format!(
-        "{}/benches/traces/{name}.lis.zst",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let file = std::fs::File::open(&path).expect("trace");
-    let reader = BufReader::new(zstd::Decoder::new(file).expect("zstd"));
-    let mut keys = Vec::new();
-    for line in reader.lines() {
-        let line = line.expect("line");
-        let mut f = line.split_whitespace();
-        let (Some(start), Some(n)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let start: u64 = start.parse().expect("start");
-        let n: u64 = n.parse().expect("count");
-        keys.extend(start..start + n);
-    }
-    keys
-}
-
-fn zipf(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let z = Zipf::new(n, s).expect("zipf");
-    (0..len).map(|_| z.sample(&mut rng) as u64).collect()
-}
-
-fn scan_mixed(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let z = Zipf::new(n, s).expect("zipf");
-    let mut out = Vec::with_capacity(len);
-    let mut fresh = 1u64 << 40;
-    while out.len() < len {
-        if rng.gen_range(0..50) == 0 {
-            for _ in 0..n / 2 {
-                out.push(fresh);
-                fresh += 1;
-            }
-        } else {
-            for _ in 0..1000 {
-                out.push(z.sample(&mut rng) as u64);
-            }
-        }
-    }
-    out.truncate(len);
-    out
-}
-
-/// A loop over `n` keys, repeated: larger than the cache, it is LRU's
-/// worst case (every request misses).
-fn looping(n: u64, len: usize) -> Vec<u64> {
-    (0..len as u64).map(|i| i % n).collect()
-}
-
-/// Zipf over `n` keys whose hot set moves to fresh keys every `period`
-/// requests (the working set changes; what was hot never returns).
-fn shifting(n: u64, s: f64, period: usize, len: usize, seed: u64) -> Vec<u64> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let z = Zipf::new(n, s).expect("zipf");
-    (0..len)
-        .map(|i| (i / period) as u64 * n + z.sample(&mut rng) as u64)
-        .collect()
-}
-
-/// A Zipf core (`s` over `n` keys) with `wonders` percent of the requests
-/// going to keys that are never requested again.
-fn one_hit_wonders(n: u64, s: f64, wonders: u32, len: usize, seed: u64) -> Vec<u64> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let z = Zipf::new(n, s).expect("zipf");
-    let mut fresh = 1u64 << 40;
-    (0..len)
-        .map(|_| {
-            if rng.gen_range(0..100) < wonders {
-                fresh += 1;
-                fresh
-            } else {
-                z.sample(&mut rng) as u64
-            }
-        })
-        .collect()
+    workloads::trace(name, None)
 }
 
 /// Shards the real cache would use for `cap` on a machine of `cores` cores
