@@ -229,6 +229,9 @@ pub(crate) mod epoch {
         pub(crate) unsafe fn defer_unchecked<F: FnOnce() -> R, R>(&self, f: F) {
             std::mem::forget(f);
         }
+
+        /// Nothing to hand to a collector (see `defer_unchecked`).
+        pub(crate) fn flush(&self) {}
     }
 }
 
@@ -244,6 +247,19 @@ pub(crate) fn ptr_get_mut<T>(p: &mut AtomicPtr<T>) -> *mut T {
     #[cfg(not(unlocked_loom))]
     {
         *p.get_mut()
+    }
+}
+
+/// Reads an atomic byte through `&mut` (in `Drop`), recording no
+/// synchronisation, for the reason given at [`ptr_get_mut`].
+pub(crate) fn u8_get_mut(a: &mut AtomicU8) -> u8 {
+    #[cfg(unlocked_loom)]
+    {
+        a.with_mut(|a| *a)
+    }
+    #[cfg(not(unlocked_loom))]
+    {
+        *a.get_mut()
     }
 }
 

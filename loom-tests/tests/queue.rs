@@ -1,5 +1,6 @@
-//! loom models of the queues' slot and index protocol (SCQ rings, LSCQ
-//! segments), 2 to 3 threads with 1 to 2 operations each.
+//! loom models of the queues' slot and index protocol (SCQ rings for the
+//! bounded queue; single-use segments with poisoning for the unbounded
+//! one), 2 to 3 threads with 1 to 2 operations each.
 //!
 //! Run (release, bounded preemptions), from the repository root:
 //! ```text
@@ -171,7 +172,7 @@ fn bounded_force_push_races_pop() {
     });
 }
 
-/// LSCQ: with segments of one value, two producers force a new segment
+/// With segments of one value, two producers force a new segment
 /// to be linked while a consumer drains and retires the first one.
 #[test]
 fn unbounded_segment_append_races_retire() {
@@ -191,7 +192,7 @@ fn unbounded_segment_append_races_retire() {
     });
 }
 
-/// LSCQ: one producer pushes two values across a segment boundary while a
+/// One producer pushes two values across a segment boundary while a
 /// consumer pops twice: FIFO holds across segments.
 #[test]
 fn unbounded_fifo_across_segments() {
@@ -223,6 +224,69 @@ fn unbounded_close_races_push() {
         assert!(q.push(3).is_err());
         let expected = if accepted { vec![1, 2] } else { vec![1] };
         assert_eq!(drain_unbounded(&q), expected);
+    });
+}
+
+/// A consumer takes the ticket of a push that has not published yet and
+/// poisons its cell; the producer takes its value back and retries on a
+/// later ticket. Two consumers, so one may also overshoot an empty queue.
+/// Every value comes out exactly once, each producer's in order, and `len`
+/// is exact at rest.
+#[test]
+fn unbounded_poisoned_cells_lose_nothing() {
+    loom::model(|| {
+        let q = Arc::new(UnboundedQueue::with_segment_capacity(2));
+        let producer = spawn_with(&q, move |q| {
+            q.push(1).unwrap();
+            q.push(2).unwrap();
+        });
+        let consumers: Vec<_> = (0..2).map(|_| spawn_with(&q, |q| q.pop())).collect();
+        producer.join().unwrap();
+        let popped: Vec<Option<u32>> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+        let left = q.len();
+        let rest = drain_unbounded(&q);
+        assert_eq!(left, rest.len(), "len is exact at rest");
+        if let [Some(a), Some(b)] = popped[..] {
+            // Both consumers got one: they may have raced, but the queue
+            // is drained.
+            assert!(rest.is_empty());
+            assert_eq!(sorted([vec![a, b]]), [1, 2]);
+        } else {
+            let got: Vec<u32> = popped.into_iter().flatten().collect();
+            assert_eq!(sorted([got.clone(), rest.clone()]), [1, 2]);
+            // One consumer at most took a value: the rest keeps FIFO order
+            // after it.
+            let mut order = got;
+            order.extend(rest);
+            assert_eq!(order, [1, 2], "per-producer FIFO");
+        }
+    });
+}
+
+/// `close` races a push that must link a new segment: once `close` has
+/// returned and a pop has found the queue empty, no value can appear any
+/// more; a refused push hands its value back.
+#[test]
+fn unbounded_close_races_append() {
+    loom::model(|| {
+        let q = Arc::new(UnboundedQueue::with_segment_capacity(1));
+        q.push(1).unwrap();
+        let producer = spawn_with(&q, move |q| q.push(2));
+        let closer = spawn_with(&q, move |q| {
+            q.close();
+            drain_unbounded(q)
+        });
+        let pushed = producer.join().unwrap();
+        let drained = closer.join().unwrap();
+        assert!(q.is_empty(), "nothing lands after close and an empty pop");
+        assert_eq!(q.pop(), None);
+        match pushed {
+            Ok(()) => assert_eq!(drained, [1, 2]),
+            Err(e) => {
+                assert_eq!(e.into_inner(), 2);
+                assert_eq!(drained, [1]);
+            }
+        }
     });
 }
 

@@ -2,12 +2,15 @@
 //!
 //! - [`BoundedQueue`]: a fixed-capacity ring; `push` hands the value back
 //!   when full or closed, `force_push` displaces the oldest value.
-//! - [`UnboundedQueue`]: a linked list of rings that grows and shrinks.
+//! - [`UnboundedQueue`]: a linked list of single-use segments that grows
+//!   and shrinks.
 //!
 //! Both are lock-free in the strict sense: a thread stalled at any point of
 //! any operation cannot stop other threads from completing theirs. They are
-//! built on the SCQ ring of Nikolaev (DISC 2019) and its linked extension
-//! LSCQ; `docs/queue.md` describes the algorithm and its memory orderings.
+//! built on fetch-and-add tickets: the bounded queue on the SCQ ring of
+//! Nikolaev (DISC 2019), the unbounded one on the LCRQ paper's infinite
+//! array queue (Morrison & Afek, PPoPP 2013) cut into segments;
+//! `docs/queue.md` describes the algorithms and their memory orderings.
 //!
 //! Both offer blocking [`pop_timeout`](BoundedQueue::pop_timeout) and
 //! executor-agnostic [`pop_async`](BoundedQueue::pop_async). A push with no
@@ -16,6 +19,7 @@
 mod bounded;
 mod error;
 mod ring;
+mod segment;
 mod slots;
 mod unbounded;
 pub(crate) mod waiters;

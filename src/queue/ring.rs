@@ -16,8 +16,8 @@
 //! obstruction-free).
 //!
 //! Bit 63 of `tail` is the `CLOSED` bit: once set, every enqueue that takes a
-//! ticket sees it in the value its fetch-and-add returns and fails. It both
-//! closes a bounded queue and *finalizes* a ring of the unbounded queue (LSCQ).
+//! ticket sees it in the value its fetch-and-add returns and fails: it
+//! closes the bounded queue.
 //!
 //! # Memory ordering
 //! Every operation on `head`, `tail`, `threshold` and the entries is `SeqCst`.
@@ -32,9 +32,9 @@
 //! producer wrote to that index's slot (release half of `SeqCst`), and the
 //! consumer's load of the entry acquires it.
 
-use crate::sync::{AtomicI64, AtomicU64, CachePadded, Ordering::Relaxed, Ordering::SeqCst};
+use crate::sync::{AtomicI64, AtomicU64, CachePadded, Ordering::SeqCst};
 
-/// Bit 63 of `tail`: the ring is closed (bounded queue) or finalized (LSCQ).
+/// Bit 63 of `tail`: the ring is closed.
 const CLOSED: u64 = 1 << 63;
 
 /// Why an enqueue did not happen.
@@ -70,8 +70,8 @@ impl IndexRing {
 
     /// A ring that already holds `0..count` in order, exactly as if they had
     /// been enqueued one by one on an empty ring (used for the free-index
-    /// ring). Built with plain stores: a new LSCQ segment must not pay an
-    /// atomic read-modify-write per slot.
+    /// ring). Built with plain stores, not an atomic read-modify-write per
+    /// slot.
     pub(crate) fn new_full(n: usize, count: usize) -> Self {
         Self::with_initial(n, count)
     }
@@ -112,43 +112,6 @@ impl IndexRing {
         }
         ring.entries = raw.into_iter().map(AtomicU64::new).collect();
         ring
-    }
-
-    /// Puts the ring back in the state [`with_initial`](Self::with_initial)
-    /// built it in, holding `0..count`, in place (no allocation): how a
-    /// recycled LSCQ segment is made new again.
-    ///
-    /// The caller has the ring to itself: no other thread holds a reference
-    /// or can get one before the ring is published again (by a `SeqCst`
-    /// link in `UnboundedQueue::append`, which these stores precede).
-    pub(crate) fn reset(&self, count: usize) {
-        let size = self.size();
-        let n = size / 2;
-        debug_assert!(count as u64 <= n);
-        // Relaxed, all of them: the ring is private until it is published
-        // again, and the publishing `SeqCst` CAS releases these stores.
-        self.head.store(size, Relaxed);
-        self.tail.store(size + count as u64, Relaxed);
-        let threshold = if count == 0 { -1 } else { self.threshold_max };
-        self.threshold.store(threshold, Relaxed);
-        let empty = self.encode(Entry {
-            cycle: 0,
-            safe: true,
-            index: size - 1,
-        });
-        for entry in self.entries.iter() {
-            entry.store(empty, Relaxed);
-        }
-        for index in 0..count as u64 {
-            // As in `with_initial`.
-            let ticket = size + index;
-            let full = self.encode(Entry {
-                cycle: self.cycle_of(ticket),
-                safe: true,
-                index,
-            });
-            self.entries[self.entry_slot(ticket)].store(full, Relaxed);
-        }
     }
 
     fn size(&self) -> u64 {
@@ -422,13 +385,6 @@ impl IndexRing {
     pub(crate) fn is_closed(&self) -> bool {
         // SeqCst: ordered with the producer tickets and `close` (module docs).
         self.tail.load(SeqCst) & CLOSED != 0
-    }
-
-    /// Resets the threshold so the next `dequeue` scans the whole ring once
-    /// more (LSCQ, before a finalized ring is unlinked).
-    pub(crate) fn rearm(&self) {
-        // SeqCst: ordered with the consumers' threshold reads.
-        self.threshold.store(self.threshold_max, SeqCst);
     }
 
     /// The number of indices in the ring: exact when no operation is in

@@ -20,7 +20,7 @@ use crate::sync::UnsafeCell;
 pub(crate) enum SlotPushError<T> {
     /// No free slot.
     Full(T),
-    /// The `queued` ring is closed (or, for LSCQ, finalized).
+    /// The `queued` ring is closed.
     Closed(T),
 }
 
@@ -63,15 +63,6 @@ impl<T> SlotRing<T> {
         }
     }
 
-    /// Makes an empty ring new again, in place (see [`IndexRing::reset`]):
-    /// every slot free, nothing queued, not closed. The caller has the ring
-    /// to itself, and no slot holds a value.
-    pub(crate) fn reset(&self) {
-        debug_assert_eq!(self.len(), 0, "a ring is reset only once drained");
-        self.free.reset(self.capacity());
-        self.queued.reset(0);
-    }
-
     pub(crate) fn capacity(&self) -> usize {
         self.slots.len()
     }
@@ -84,15 +75,9 @@ impl<T> SlotRing<T> {
         self.queued.is_closed()
     }
 
-    /// Closes (bounded queue) or finalizes (LSCQ) the ring: pushes that start
-    /// afterwards fail with `Closed`.
+    /// Closes the ring: pushes that start afterwards fail with `Closed`.
     pub(crate) fn close(&self) {
         self.queued.close();
-    }
-
-    /// Lets the next pop scan the whole ring again (LSCQ, see `unbounded`).
-    pub(crate) fn rearm(&self) {
-        self.queued.rearm();
     }
 
     /// Appends `value`, or hands it back when there is no free slot or the

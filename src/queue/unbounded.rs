@@ -1,13 +1,18 @@
-//! [`UnboundedQueue`]: LSCQ, a lock-free linked list of SCQ segments.
+//! [`UnboundedQueue`]: a lock-free linked list of single-use segments.
 //!
-//! Producers push into the tail segment; when it is full they *finalize* it
-//! (its `queued` ring refuses every later ticket) and link a new segment that
-//! already holds their value. Consumers pop from the head segment; when it is
-//! empty and has a successor, they re-arm its threshold and try once more (a
-//! producer that took its ticket before the finalization may still land),
-//! then move `head` on and retire the segment through epoch-based reclamation.
-//! This is Figure 10 of Nikolaev (DISC 2019), with crossbeam-epoch for the
-//! memory the paper leaves to a generic scheme.
+//! Each segment is an array of cells filled and emptied by ticket
+//! (`segment.rs`: the infinite array queue of LCRQ, Morrison & Afek PPoPP
+//! 2013, cut into segments as in Correia & Ramalhete's FAAArrayQueue).
+//! Producers push into the tail segment; the producer whose ticket falls
+//! past its end links a new segment that already holds its value. Consumers
+//! pop from the head segment; once every cell of it has gone to a consumer
+//! and a successor exists, they move `head` on and retire the segment
+//! through epoch-based reclamation. A retired segment is reset and reused
+//! as the next new one.
+//!
+//! Closing sets a bit in the tail segment's ticket counter, so every later
+//! ticket is refused, and links a "closed" mark as its successor, so no new
+//! segment can follow it.
 
 use std::fmt;
 use std::future::Future;
@@ -16,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::PushError;
-use super::slots::{SlotPushError, SlotRing};
+use super::segment::{Pop, Push, Segment};
 use super::waiters::{Source, Waiters};
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{
@@ -27,67 +32,88 @@ use crate::sync::{
 /// Values per segment for [`UnboundedQueue::new`].
 pub const DEFAULT_SEGMENT_CAPACITY: usize = 256;
 
-/// One segment: a bounded ring and the link to its successor.
-struct Segment<T> {
-    ring: SlotRing<T>,
-    next: AtomicPtr<Segment<T>>,
+/// The successor a closed queue's last segment gets: never dereferenced, and
+/// no allocation can have this address (it is the type's alignment, well
+/// inside the first page).
+fn closed_mark<T>() -> *mut Segment<T> {
+    ptr::NonNull::dangling().as_ptr()
 }
 
-impl<T> Segment<T> {
-    fn boxed(capacity: usize) -> *mut Segment<T> {
-        Box::into_raw(Box::new(Segment {
-            ring: SlotRing::new(capacity),
-            next: AtomicPtr::new(ptr::null_mut()),
-        }))
-    }
+/// `next` as a segment to go on to: null and the closed mark are not.
+fn successor<T>(next: *mut Segment<T>) -> Option<*mut Segment<T>> {
+    (!next.is_null() && next != closed_mark()).then_some(next)
 }
 
-/// One drained segment kept for the next `append`, so that a queue that
-/// flows through segments does not allocate (and zero) one every
+/// Why [`UnboundedQueue::grow`] did not place the value.
+enum Grow<T> {
+    /// Another producer linked the next segment first: try there.
+    Moved(T),
+    /// The queue is closed.
+    Closed(T),
+}
+
+/// How many drained segments a queue keeps for reuse.
+const SPARES: usize = 4;
+
+/// Drained segments kept for the next `append`s, so that a queue that
+/// flows through segments does not allocate (and initialise) one every
 /// `capacity` pushes. Shared by the queue and the deferred closures that
 /// hand retired segments back, which may run after the queue is gone.
-struct Spare<T>(AtomicPtr<Segment<T>>);
+struct Spares<T>([AtomicPtr<Segment<T>>; SPARES]);
 
-impl<T> Spare<T> {
-    /// Keeps `segment` as the spare, or frees it if there already is one.
-    ///
-    /// # Safety
-    /// `segment` was retired and no thread can still reach it (the epoch
-    /// grace period is over): it is ours alone.
-    unsafe fn put(&self, segment: *mut Segment<T>) {
-        // Release: the drained ring's last writes happen before the thread
-        // that takes the spare (Acquire) resets it.
-        if self
-            .0
-            .compare_exchange(ptr::null_mut(), segment, Release, Relaxed)
-            .is_err()
-        {
-            // SAFETY: the caller gave us the only reference.
-            drop(unsafe { Box::from_raw(segment) });
-        }
+impl<T> Spares<T> {
+    fn new() -> Self {
+        Spares(std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())))
     }
 
-    /// The spare segment made new again, if there is one.
+    /// Keeps `segment` as a spare, or frees it if every place is taken.
+    ///
+    /// # Safety
+    /// No other thread can reach `segment`: it was retired and the epoch
+    /// grace period is over, or it was never published. It is ours alone.
+    unsafe fn put(&self, segment: *mut Segment<T>) {
+        for place in &self.0 {
+            // Release: the segment's last writes happen before the thread
+            // that takes it (Acquire) resets it.
+            if place
+                .compare_exchange(ptr::null_mut(), segment, Release, Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+        // SAFETY: the caller gave us the only reference.
+        drop(unsafe { Box::from_raw(segment) });
+    }
+
+    /// A spare segment made new again, if there is one.
     fn take(&self) -> Option<*mut Segment<T>> {
-        // Acquire: pairs with the Release in `put`.
-        let segment = self.0.swap(ptr::null_mut(), Acquire);
-        // SAFETY: a spare is reachable only through this pointer, which the
-        // swap took: the segment is ours alone, and drained (LSCQ retires a
-        // segment only once empty).
-        let fresh = unsafe { segment.as_ref() }?;
-        fresh.ring.reset();
-        // Relaxed: private until published by the linking CAS in `append`.
-        fresh.next.store(ptr::null_mut(), Relaxed);
-        Some(segment)
+        self.0.iter().find_map(|place| {
+            // Relaxed: a hint, so that an empty place costs no write.
+            if place.load(Relaxed).is_null() {
+                return None;
+            }
+            // Acquire: pairs with the Release in `put`.
+            let segment = place.swap(ptr::null_mut(), Acquire);
+            // SAFETY: a spare is reachable only through its place, which
+            // the swap emptied: the segment is ours alone, and drained (the
+            // queue retires a segment only once every cell went to a
+            // consumer).
+            let fresh = unsafe { segment.as_ref() }?;
+            fresh.reset();
+            Some(segment)
+        })
     }
 }
 
-impl<T> Drop for Spare<T> {
+impl<T> Drop for Spares<T> {
     fn drop(&mut self) {
-        let segment = crate::sync::ptr_get_mut(&mut self.0);
-        if !segment.is_null() {
-            // SAFETY: the spare is owned by this cell alone (see `take`).
-            drop(unsafe { Box::from_raw(segment) });
+        for place in &mut self.0 {
+            let segment = crate::sync::ptr_get_mut(place);
+            if !segment.is_null() {
+                // SAFETY: a spare is owned by its place alone (see `take`).
+                drop(unsafe { Box::from_raw(segment) });
+            }
         }
     }
 }
@@ -124,8 +150,8 @@ pub struct UnboundedQueue<T> {
     tail: CachePadded<AtomicPtr<Segment<T>>>,
     closed: AtomicBool,
     segment_capacity: usize,
-    /// A drained segment to reuse (see [`Spare`]).
-    spare: Arc<Spare<T>>,
+    /// Drained segments to reuse (see [`Spares`]).
+    spare: Arc<Spares<T>>,
     waiters: Waiters,
 }
 
@@ -186,7 +212,7 @@ impl<T> UnboundedQueue<T> {
             tail: CachePadded::new(AtomicPtr::new(first)),
             closed: AtomicBool::new(false),
             segment_capacity: capacity,
-            spare: Arc::new(Spare(AtomicPtr::new(ptr::null_mut()))),
+            spare: Arc::new(Spares::new()),
             waiters: Waiters::default(),
         }
     }
@@ -211,99 +237,92 @@ impl<T> UnboundedQueue<T> {
         let mut value = value;
         loop {
             let tail = self.tail.load(Acquire);
-            // SAFETY: `tail` is never null and a segment is retired only after
-            // both `head` and `tail` moved past it (see `pop`); we are pinned,
-            // so it is not freed while we use it.
+            // SAFETY: `tail` is never null (nor the closed mark, which only
+            // ever sits in `next`), and a segment is retired only after both
+            // `head` and `tail` moved past it (see `retire_head`); we are
+            // pinned, so it is not freed while we use it.
             let segment = unsafe { &*tail };
-            if self.help_tail(tail, segment) {
-                continue;
-            }
-            match segment.ring.push(value) {
-                Ok(()) => {
-                    self.waiters.notify_one();
-                    return Ok(());
-                }
-                // Full: finalize, so no later push lands behind our new segment.
-                Err(SlotPushError::Full(v)) => {
-                    segment.ring.close();
-                    value = v;
-                }
-                Err(SlotPushError::Closed(v)) => value = v,
-            }
-            if self.closed_flag() {
-                return Err(PushError::Closed(value));
-            }
-            match self.append(segment, tail, value, &guard) {
-                Ok(()) => {
-                    self.waiters.notify_one();
-                    return Ok(());
-                }
-                Err(v) => value = v,
-            }
+            value = match segment.try_push(value) {
+                Push::Done => break,
+                Push::Poisoned(v) => v,
+                Push::Closed(v) => return Err(PushError::Closed(v)),
+                Push::Full(v) => match self.grow(segment, tail, v, &guard) {
+                    Ok(()) => break,
+                    Err(Grow::Moved(v)) => v,
+                    Err(Grow::Closed(v)) => return Err(PushError::Closed(v)),
+                },
+            };
         }
+        self.waiters.notify_one();
+        Ok(())
     }
 
-    /// If `segment` (the current tail) has a successor, moves `tail` on and
-    /// returns `true`.
-    fn help_tail(&self, tail: *mut Segment<T>, segment: &Segment<T>) -> bool {
-        // Acquire: pairs with the AcqRel CAS in `append` that linked `next`,
-        // so the new segment's contents are visible.
+    /// The tail `segment` is full: moves `tail` to its successor, or links
+    /// a new segment holding `value`.
+    fn grow(
+        &self,
+        segment: &Segment<T>,
+        tail: *mut Segment<T>,
+        value: T,
+        guard: &Guard,
+    ) -> Result<(), Grow<T>> {
+        // Acquire: pairs with the linking CAS, so the successor's contents
+        // are visible.
         let next = segment.next.load(Acquire);
-        if next.is_null() {
-            return false;
+        if next == closed_mark() {
+            return Err(Grow::Closed(value));
         }
-        // AcqRel: publishes the move to other threads reading `tail`;
-        // failure means another thread moved it, which is as good.
+        if next.is_null() {
+            return self.append(segment, tail, value, guard);
+        }
+        // AcqRel: publishes the move to threads reading `tail`; failure
+        // means another thread moved it, which is as good.
         let _ = self.tail.compare_exchange(tail, next, AcqRel, Acquire);
-        true
+        Err(Grow::Moved(value))
     }
 
-    /// Links a new segment holding `value` after the finalized `segment`; on
-    /// losing the race to another producer, hands `value` back.
+    /// Links a new segment holding `value` after the full `segment`; on
+    /// losing the race (to another producer, or to `close`), hands `value`
+    /// back.
     fn append(
         &self,
         segment: &Segment<T>,
         tail: *mut Segment<T>,
         value: T,
         _guard: &Guard,
-    ) -> Result<(), T> {
+    ) -> Result<(), Grow<T>> {
         let fresh = self
             .spare
             .take()
             .unwrap_or_else(|| Segment::boxed(self.segment_capacity));
-        // SAFETY: `fresh` was just allocated and is not shared yet.
+        // SAFETY: `fresh` is not shared yet.
         let fresh_ref = unsafe { &*fresh };
-        if let Err(e) = fresh_ref.ring.push(value) {
-            // Unreachable (a new ring has a free slot and is open), but never
-            // lose a value: hand it back and try again.
-            // SAFETY: `fresh` is still ours alone.
-            drop(unsafe { Box::from_raw(fresh) });
-            return Err(match e {
-                SlotPushError::Full(v) | SlotPushError::Closed(v) => v,
-            });
-        }
+        fresh_ref.put_first(value);
         // SeqCst: publishes the new segment (with our value) like a release,
         // and, with the SeqCst load of `next` in `pop`, takes part in the
         // waiter protocol (`waiters.rs`): either the sleeping consumer's
         // re-check finds this segment or our `notify_one` sees its
-        // registration. With AcqRel both could miss (store buffering; miri
-        // found the lost wakeup).
+        // registration.
         match segment
             .next
             .compare_exchange(ptr::null_mut(), fresh, SeqCst, Acquire)
         {
             Ok(_) => {
-                // AcqRel: see `help_tail`; failure means someone helped.
+                // AcqRel: see `grow`; failure means someone helped.
                 let _ = self.tail.compare_exchange(tail, fresh, AcqRel, Acquire);
                 Ok(())
             }
-            Err(_) => {
-                // SAFETY: the CAS failed, so `fresh` was never published.
-                let fresh = unsafe { Box::from_raw(fresh) };
-                let value = fresh.ring.pop();
-                drop(fresh);
-                // The ring holds exactly the value we pushed into it.
-                Err(value.expect("a private segment keeps the value pushed into it"))
+            Err(next) => {
+                let value = fresh_ref.take_first();
+                // SAFETY: the CAS failed, so `fresh` was never published: it
+                // is ours alone, as `put` requires.
+                unsafe { self.spare.put(fresh) };
+                if next == closed_mark() {
+                    return Err(Grow::Closed(value));
+                }
+                // AcqRel: as in `grow`.
+                let _ = self.tail.compare_exchange(tail, next, AcqRel, Acquire);
+                Err(Grow::Moved(value))
             }
         }
     }
@@ -323,25 +342,19 @@ impl<T> UnboundedQueue<T> {
         loop {
             let head = self.head.load(Acquire);
             // SAFETY: `head` is never null; it is retired only after the CAS
-            // below moved `head` past it, and we are pinned.
+            // in `retire_head` moved `head` past it, and we are pinned.
             let segment = unsafe { &*head };
-            if let Some(value) = segment.ring.pop() {
-                return Some(value);
+            match segment.try_pop() {
+                Pop::Value(value) => return Some(value),
+                Pop::Retry => {}
+                Pop::Empty => return None,
+                Pop::Exhausted => {
+                    // SeqCst: pairs with the linking CAS in `append`, in the
+                    // total order the waiter protocol needs (see there).
+                    let next = successor(segment.next.load(SeqCst))?;
+                    self.retire_head(head, next, &guard);
+                }
             }
-            // SeqCst: pairs with the linking CAS in `append`, in the total
-            // order the waiter protocol needs (see there).
-            let next = segment.next.load(SeqCst);
-            if next.is_null() {
-                return None;
-            }
-            // The segment was finalized before `next` was linked, but a
-            // producer holding an older ticket may still land: scan once more
-            // with a fresh threshold (LSCQ).
-            segment.ring.rearm();
-            if let Some(value) = segment.ring.pop() {
-                return Some(value);
-            }
-            self.retire_head(head, next, &guard);
         }
     }
 
@@ -357,13 +370,19 @@ impl<T> UnboundedQueue<T> {
             .compare_exchange(head, next, AcqRel, Acquire)
             .is_ok()
         {
-            // Its ring holds no values (LSCQ). It becomes the spare for a
-            // later `append`, or is freed if there is one already.
+            // Every cell went to a consumer, so it holds no value once the
+            // threads pinned now are done. It becomes the spare for a later
+            // `append`, or is freed if there is one already.
             let spare = Arc::clone(&self.spare);
             // SAFETY: `head` and `tail` are both past the segment, so only
             // threads pinned now hold it; the closure runs after they unpin,
             // when it is ours alone, as `put` requires.
             unsafe { guard.defer_unchecked(move || spare.put(head)) };
+            // Hand the retired segment to the collector now, not when this
+            // thread's bag of deferred frees fills up (dozens of segments
+            // later): it comes back as a spare after two epochs instead of
+            // being freed while new ones are allocated. Once per segment.
+            guard.flush();
         }
     }
 
@@ -410,14 +429,29 @@ impl<T> UnboundedQueue<T> {
     /// assert_eq!(q.pop_timeout(std::time::Duration::from_secs(5)), None);
     /// ```
     pub fn close(&self) {
-        // SeqCst is not needed: pushes that read `false` may still land,
-        // and the close of the tail ring below turns most of those into
-        // `Closed`. Release pairs with the Acquire in `closed_flag`.
-        self.closed.store(true, crate::sync::Ordering::Release);
         let _guard = epoch::pin();
-        let tail = self.tail.load(Acquire);
-        // SAFETY: as in `push`: never null, and pinned.
-        unsafe { &*tail }.ring.close();
+        loop {
+            let tail = self.tail.load(Acquire);
+            // SAFETY: as in `push`: never null, and pinned.
+            let segment = unsafe { &*tail };
+            segment.close();
+            // SeqCst: an `append` that loses to this CAS sees the mark and
+            // fails; one that wins makes us close its segment too.
+            match segment
+                .next
+                .compare_exchange(ptr::null_mut(), closed_mark(), SeqCst, Acquire)
+            {
+                Ok(_) => break,
+                Err(next) if next == closed_mark() => break,
+                Err(next) => {
+                    // AcqRel: as in `grow`.
+                    let _ = self.tail.compare_exchange(tail, next, AcqRel, Acquire);
+                }
+            }
+        }
+        // SeqCst: set only once no push can land any more, so a consumer
+        // that sees the flag and then finds the queue empty may stop.
+        self.closed.store(true, SeqCst);
         self.waiters.notify_all();
     }
 
@@ -427,7 +461,7 @@ impl<T> UnboundedQueue<T> {
     }
 
     fn closed_flag(&self) -> bool {
-        // Acquire: pairs with the Release in `close`.
+        // Acquire: pairs with the store in `close`.
         self.closed.load(Acquire)
     }
 
@@ -436,10 +470,10 @@ impl<T> UnboundedQueue<T> {
         let _guard = epoch::pin();
         let mut total = 0;
         let mut current = self.head.load(Acquire);
-        while !current.is_null() {
+        while let Some(segment) = successor(current) {
             // SAFETY: reachable from `head` while we are pinned, so not freed.
-            let segment = unsafe { &*current };
-            total += segment.ring.len();
+            let segment = unsafe { &*segment };
+            total += segment.len();
             // Acquire: pairs with the linking CAS in `append`.
             current = segment.next.load(Acquire);
         }
@@ -466,12 +500,12 @@ impl<T> Drop for UnboundedQueue<T> {
     fn drop(&mut self) {
         // `&mut self`: no operation is in flight; retired segments belong to
         // the epoch collector, the rest are reachable from `head`.
-        let mut current = self.head.load(Acquire);
-        while !current.is_null() {
+        let mut current = crate::sync::ptr_get_mut(&mut self.head);
+        while let Some(segment) = successor(current) {
             // SAFETY: a segment reachable from `head` is owned by the queue
-            // and freed exactly once, here; its ring drops the values left.
-            let segment = unsafe { Box::from_raw(current) };
-            current = segment.next.load(Acquire);
+            // and freed exactly once, here; it drops the values left in it.
+            let mut segment = unsafe { Box::from_raw(segment) };
+            current = crate::sync::ptr_get_mut(&mut segment.next);
         }
     }
 }
@@ -520,7 +554,7 @@ mod tests {
                 }
                 epoch::pin().flush();
                 // Acquire: as in `Spare::take`.
-                recycled |= !q.spare.0.load(Acquire).is_null();
+                recycled |= q.spare.0.iter().any(|p| !p.load(Acquire).is_null());
             }
             assert!(recycled, "a retired segment became the spare");
             // Leave values in (recycled) segments for `Drop`.
