@@ -197,12 +197,11 @@ impl<T> Segment<T> {
         let Some(cell) = self.cells.get(ticket) else {
             return Pop::Exhausted;
         };
-        for _ in 0..PATIENCE {
-            // Relaxed: only a hint; the swap below decides.
-            if cell.state.load(Relaxed) != EMPTY {
-                break;
-            }
+        let mut patience = PATIENCE;
+        // Relaxed: only a hint; the swap below decides.
+        while patience > 0 && cell.state.load(Relaxed) == EMPTY {
             crate::sync::spin_loop();
+            patience -= 1;
         }
         // SeqCst: acquires the value published by the producer's CAS
         // (Acquire would do for that) and orders this step in the waiter
