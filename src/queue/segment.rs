@@ -50,6 +50,10 @@ const PATIENCE: u32 = if cfg!(any(unlocked_loom, feature = "shuttle")) {
     32
 };
 
+/// Bytes over which consecutive tickets are spread (two 64-byte lines:
+/// x86 prefetches lines in adjacent pairs, as `CachePadded` assumes).
+const SPREAD_BYTES: usize = 128;
+
 /// One cell: a state word and room for one value.
 struct Cell<T> {
     state: AtomicU8,
@@ -125,6 +129,9 @@ pub(super) struct Segment<T> {
     /// while open): tickets from there on were refused and hold nothing.
     closed_at: AtomicUsize,
     cells: Box<[Cell<T>]>,
+    /// `log2` of the number of cache-line groups tickets are spread over
+    /// (see [`cell`](Self::cell)); 0 when tickets map to cells in order.
+    spread_shift: u32,
 }
 
 // SAFETY: values move between threads through the cells (pushed on one,
@@ -144,7 +151,43 @@ impl<T> Segment<T> {
             next: AtomicPtr::new(std::ptr::null_mut()),
             closed_at: AtomicUsize::new(usize::MAX),
             cells: (0..capacity).map(|_| Cell::new()).collect(),
+            spread_shift: Self::spread_shift(capacity),
         }))
+    }
+
+    /// How consecutive tickets are spread over cache lines: `log2` of the
+    /// number of line-sized groups of cells, or 0 (no spreading) when the
+    /// capacity is not a power of two or is below two lines' worth.
+    fn spread_shift(capacity: usize) -> u32 {
+        let per_line = (SPREAD_BYTES / std::mem::size_of::<Cell<T>>().max(1)).max(1);
+        let per_line = if per_line.is_power_of_two() {
+            per_line
+        } else {
+            per_line.next_power_of_two() / 2
+        };
+        if !capacity.is_power_of_two() || capacity < 2 * per_line || per_line == 1 {
+            return 0;
+        }
+        (capacity / per_line).trailing_zeros()
+    }
+
+    /// The cell of `ticket`, or `None` past the end.
+    ///
+    /// Consecutive tickets go to different cache lines (the `cache_remap`
+    /// of SCQ and LCRQ): two producers, or two consumers, working on
+    /// neighbouring tickets then write different lines, instead of
+    /// bouncing one line between their cores. Ticket `t` of `G` groups
+    /// goes to group `t mod G`, position `t / G` in it: a bijection on
+    /// `0..capacity`.
+    #[inline]
+    fn cell(&self, ticket: usize) -> Option<&Cell<T>> {
+        if ticket >= self.cells.len() {
+            return None;
+        }
+        let groups_mask = (1usize << self.spread_shift) - 1;
+        let per_group = self.cells.len() >> self.spread_shift;
+        let index = (ticket & groups_mask) * per_group + (ticket >> self.spread_shift);
+        self.cells.get(index)
     }
 
     fn capacity(&self) -> usize {
@@ -160,7 +203,7 @@ impl<T> Segment<T> {
         if ticket & CLOSED != 0 {
             return Push::Closed(value);
         }
-        let Some(cell) = self.cells.get(ticket) else {
+        let Some(cell) = self.cell(ticket) else {
             return Push::Full(value);
         };
         // SAFETY: ticket `ticket` is ours alone among producers, and no
@@ -194,7 +237,7 @@ impl<T> Segment<T> {
         }
         // SeqCst: part of the ticket order, as in `try_push`.
         let ticket = self.deq.fetch_add(1, SeqCst);
-        let Some(cell) = self.cells.get(ticket) else {
+        let Some(cell) = self.cell(ticket) else {
             return Pop::Exhausted;
         };
         let mut patience = PATIENCE;
@@ -240,6 +283,7 @@ impl<T> Segment<T> {
 
     /// Puts `value` into the first cell of a segment nobody else can see
     /// yet (a new one, or the spare made new by [`reset`](Self::reset)).
+    /// Ticket 0's cell is `cells[0]` however tickets are spread.
     pub(super) fn put_first(&self, value: T) {
         // SAFETY: the segment is private to this thread (see above).
         unsafe { self.cells[0].write(value) };
@@ -285,6 +329,58 @@ impl<T> Drop for Segment<T> {
                 // swapped out; we own the segment.
                 drop(unsafe { cell.read() });
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every ticket below the capacity maps to its own cell, for cells of
+    /// several sizes and capacities that do and do not spread.
+    fn assert_bijection<T>(capacity: usize) {
+        let segment = Segment::<T>::boxed(capacity);
+        // SAFETY: just allocated, freed below, never shared.
+        let segment = unsafe { Box::from_raw(segment) };
+        let base = segment.cells.as_ptr();
+        let mut seen = vec![false; capacity];
+        for ticket in 0..capacity {
+            let cell = segment.cell(ticket).expect("inside the segment");
+            // SAFETY: `cell` points into `cells`, whose start is `base`.
+            let index = unsafe { (cell as *const Cell<T>).offset_from(base) } as usize;
+            assert!(!seen[index], "ticket {ticket} reuses cell {index}");
+            seen[index] = true;
+        }
+        assert!(segment.cell(capacity).is_none());
+        assert_eq!(segment.cell(0).map(|c| c as *const _), Some(base));
+    }
+
+    #[test]
+    fn tickets_map_to_distinct_cells() {
+        for capacity in [1, 2, 3, 7, 8, 16, 64, 256, 1000, 1024] {
+            assert_bijection::<u8>(capacity);
+            assert_bijection::<u64>(capacity);
+            assert_bijection::<[u64; 3]>(capacity);
+            assert_bijection::<[u8; 200]>(capacity);
+            assert_bijection::<()>(capacity);
+        }
+    }
+
+    #[test]
+    fn consecutive_tickets_use_different_lines_when_spread() {
+        let segment = Segment::<u64>::boxed(256);
+        // SAFETY: just allocated, freed below, never shared.
+        let segment = unsafe { Box::from_raw(segment) };
+        assert!(segment.spread_shift > 0, "256 cells of 16 bytes spread");
+        let line = |t: usize| segment.cell(t).unwrap() as *const Cell<u64> as usize / 64;
+        for t in 0..255 {
+            assert_ne!(
+                line(t),
+                line(t + 1),
+                "tickets {t} and {} share a line",
+                t + 1
+            );
         }
     }
 }
