@@ -179,6 +179,64 @@ fn get_allocates_nothing() {
 // Construction
 // ---------------------------------------------------------------------------
 
+/// A capacity far beyond what memory could hold is fine: tables and ghosts
+/// grow with the entries, not with the capacity (this test aborted with a
+/// failed allocation when tables were sized for the capacity up front).
+#[test]
+fn huge_capacity_allocates_as_entries_arrive() {
+    let cache = Cache::<u64, u64>::new(usize::MAX / 4);
+    let n = scaled(5000, 300) as u64;
+    for k in 0..n {
+        cache.insert(k, k * 2);
+    }
+    assert_eq!(cache.len(), n as usize);
+    for k in 0..n {
+        assert_eq!(cache.get(&k), Some(k * 2), "key {k} after growth");
+    }
+    // Growth keeps working through removals (tombstones) and new keys.
+    for k in (0..n).step_by(2) {
+        assert_eq!(cache.remove(&k), Some(k * 2));
+    }
+    for k in n..2 * n {
+        cache.insert(k, k);
+    }
+    assert_eq!(cache.len(), (n / 2 + n) as usize);
+    for k in 0..2 * n {
+        let expected = match k {
+            k if k >= n => Some(k),
+            k if k % 2 == 0 => None,
+            k => Some(k * 2),
+        };
+        assert_eq!(cache.get(&k), expected, "key {k}");
+    }
+}
+
+/// A one-shard cache grows its table from the first size to the full one
+/// while staying strict about capacity and evicting only once full.
+#[test]
+fn one_shard_grows_to_capacity_then_evicts() {
+    let capacity = scaled(3000, 200);
+    let cache = Cache::<u64, u64>::builder()
+        .max_capacity(capacity)
+        .shards(1)
+        .build()
+        .unwrap();
+    for k in 0..capacity as u64 {
+        cache.insert(k, k);
+    }
+    assert_eq!(cache.len(), capacity);
+    assert_eq!(cache.stats().evictions, 0, "nothing evicted below capacity");
+    for k in 0..capacity as u64 {
+        assert_eq!(cache.get(&k), Some(k));
+    }
+    for k in capacity as u64..2 * capacity as u64 {
+        cache.insert(k, k);
+        assert!(cache.len() <= capacity);
+    }
+    assert_eq!(cache.len(), capacity);
+    assert_eq!(cache.stats().evictions, capacity as u64);
+}
+
 #[test]
 #[should_panic(expected = "max_capacity must be at least 1")]
 fn new_refuses_zero_capacity() {

@@ -490,11 +490,8 @@ impl Ghost {
         let buckets = (capacity + capacity / 2).div_ceil(BUCKET).max(1);
         Ghost {
             capacity: capacity as u32,
-            slots: if capacity == 0 {
-                Vec::new()
-            } else {
-                vec![(0, 0); buckets * BUCKET]
-            },
+            // Allocated by the first `insert` (see `ensure_slots`).
+            slots: Vec::new(),
             buckets,
             now: 0,
             total: 0,
@@ -526,11 +523,21 @@ impl Ghost {
         self.total
     }
 
+    /// Allocates the slots on first use: a shard remembers keys only once
+    /// it evicts, that is once it is full, so a cache that never fills
+    /// never pays for a ghost sized for its capacity.
+    fn ensure_slots(&mut self) {
+        if self.slots.is_empty() {
+            self.slots = vec![(0, 0); self.buckets * BUCKET];
+        }
+    }
+
     /// Remembers `hash`, overwriting a forgotten or the oldest slot.
     fn insert(&mut self, hash: u64) {
         if self.capacity == 0 {
             return;
         }
+        self.ensure_slots();
         self.tick();
         let (now, capacity) = (self.now, self.capacity);
         let (bucket, fp) = self.locate(hash);
@@ -560,7 +567,7 @@ impl Ghost {
     /// If `hash` is remembered, forgets it and returns its age (insertions
     /// since it was remembered, 0 for the latest).
     fn take_age(&mut self, hash: u64) -> Option<u32> {
-        if self.capacity == 0 {
+        if self.capacity == 0 || self.slots.is_empty() {
             return None;
         }
         let (now, capacity) = (self.now, self.capacity);

@@ -26,6 +26,13 @@ use crate::sync::{CachePadded, Mutex, MutexGuard};
 /// Slots a writer inspects for expired entries per insert.
 const SWEEP_PER_INSERT: usize = 2;
 
+/// Entries a shard's first table is sized for. Tables double as entries
+/// arrive (a rebuild, O(entries), amortized O(1) per insert), up to the
+/// size for the shard's capacity, so a cache built with a large capacity
+/// and filled slowly, or never, does not hold a full-size table from the
+/// start.
+const INITIAL_ENTRIES: usize = 64;
+
 /// What one operation needs besides the shard: the pinned guard, the time
 /// (read at most once, and only if an entry has an expiry) and the removal
 /// notices for the listener.
@@ -114,15 +121,19 @@ pub(crate) struct Shard<K, V> {
     pub(crate) counters: WriteCounters,
     /// Keys being loaded by `get_or_insert_with` and friends.
     pub(crate) flights: Mutex<Vec<InFlight<K, V>>>,
+    /// The table's size once the shard holds `capacity` entries; it starts
+    /// smaller and doubles as entries arrive (see [`INITIAL_ENTRIES`]).
+    max_slots: usize,
 }
 
 impl<K, V> Shard<K, V> {
     /// A shard of at most `capacity` entries weighing at most `max_weight`
     /// together.
     pub(crate) fn new(capacity: usize, max_weight: u64) -> Self {
-        let table = Box::new(Table::new(slots_for(capacity)));
+        let table = Box::new(Table::new(slots_for(capacity.min(INITIAL_ENTRIES))));
         Shard {
             table: CachePadded::new(AtomicPtr::new(Box::into_raw(table))),
+            max_slots: slots_for(capacity),
             len: AtomicUsize::new(0),
             weight: AtomicU64::new(0),
             max_weight,
@@ -360,7 +371,8 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             return;
         }
         if w.policy.live() + w.tombstones > table.occupancy_limit() {
-            table = self.rebuild(w, table, ctx.guard);
+            let slots = self.rebuilt_size(w, table);
+            table = self.rebuild(w, table, slots, ctx.guard);
         }
         let (i, was_tombstone) = table.free_slot(hash);
         if was_tombstone {
@@ -466,15 +478,29 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         });
     }
 
-    /// Copies the live entries into a fresh table, publishes it and retires
-    /// the old array.
+    /// The size of the table that replaces a full `table`: twice as large
+    /// while live entries fill more than half of it and it is below its
+    /// final size, the same size otherwise (the rebuild then only sweeps
+    /// out tombstones).
+    fn rebuilt_size(&self, w: &Writer<K, V>, table: &Table<K, V>) -> usize {
+        let slots = table.len();
+        if w.policy.live().saturating_mul(2) > slots && slots < self.max_slots {
+            slots * 2
+        } else {
+            slots
+        }
+    }
+
+    /// Copies the live entries into a fresh table of `slots` slots,
+    /// publishes it and retires the old array.
     fn rebuild<'g>(
         &self,
         w: &mut Writer<K, V>,
         old: &'g Table<K, V>,
+        slots: usize,
         guard: &'g Guard,
     ) -> &'g Table<K, V> {
-        let fresh = Box::into_raw(Box::new(old.rebuilt()));
+        let fresh = Box::into_raw(Box::new(old.rebuilt(slots)));
         // SAFETY: just allocated; freed only after it is published and then
         // retired by a later writer.
         unsafe { &*fresh }.point_nodes();

@@ -48,12 +48,14 @@ pub(crate) fn tombstone<K, V>() -> *mut Entry<K, V> {
 
 /// Slots for a shard of `capacity` entries: at least 1.5 times the capacity,
 /// a power of two, at least 4. Live entries then fill at most 2/3 of it.
+/// (Capped at the largest power of two: a table that size could never be
+/// allocated anyway, and tables only grow as entries arrive.)
 pub(crate) fn slots_for(capacity: usize) -> usize {
     capacity
         .saturating_add(capacity.div_ceil(2))
         .max(4)
         .checked_next_power_of_two()
-        .expect("cache capacity too large for a table")
+        .unwrap_or(1 << (usize::BITS - 1))
 }
 
 pub(crate) struct Table<K, V> {
@@ -230,11 +232,12 @@ impl<K, V> Table<K, V> {
         -cleared
     }
 
-    /// A fresh table of the same size holding this one's entries (not yet
-    /// published: plain stores suffice, the pointer swap publishes it). Their
-    /// nodes still point at the old slots: see [`Table::point_nodes`].
-    pub(crate) fn rebuilt(&self) -> Table<K, V> {
-        let fresh = Table::new(self.slots.len());
+    /// A fresh table of `slots` slots (a power of two, at least this
+    /// table's entry count plus a quarter) holding this one's entries (not
+    /// yet published: plain stores suffice, the pointer swap publishes it).
+    /// Their nodes still point at the old slots: see [`Table::point_nodes`].
+    pub(crate) fn rebuilt(&self, slots: usize) -> Table<K, V> {
+        let fresh = Table::new(slots);
         for slot in self.slots.iter() {
             // Relaxed: own stores, under the lock.
             let p = slot.load(Relaxed);
