@@ -490,7 +490,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     fn rebuilt_size(&self, w: &Writer<K, V>, table: &Table<K, V>) -> usize {
         let slots = table.len();
         if w.policy.live().saturating_mul(2) > slots && slots < self.max_slots {
-            slots * 2
+            slots.saturating_mul(2).min(self.max_slots)
         } else {
             slots
         }

@@ -46,22 +46,20 @@ pub(crate) fn tombstone<K, V>() -> *mut Entry<K, V> {
     NonNull::dangling().as_ptr()
 }
 
-/// Slots for a shard of `capacity` entries: at least 1.5 times the capacity,
-/// a power of two, at least 4. Live entries then fill at most 2/3 of it.
-/// (Capped at the largest power of two: a table that size could never be
-/// allocated anyway, and tables only grow as entries arrive.)
+/// Slots for a shard of `capacity` entries: 1.75 times the capacity, at
+/// least 4. Live entries then fill at most 4/7 of it, and tombstones have
+/// the rest up to the 3/4 occupancy limit before a rebuild. Not rounded to
+/// a power of two (probes start by multiply-shift, see [`Table::start`]),
+/// so the memory per entry does not jump with the capacity.
 pub(crate) fn slots_for(capacity: usize) -> usize {
     capacity
-        .saturating_add(capacity.div_ceil(2))
+        .saturating_add(capacity.div_ceil(4).saturating_mul(3))
         .max(4)
-        .checked_next_power_of_two()
-        .unwrap_or(1 << (usize::BITS - 1))
 }
 
 pub(crate) struct Table<K, V> {
     slots: Box<[Slot<K, V>]>,
     tags: Box<[AtomicU8]>,
-    mask: usize,
 }
 
 /// What a writer's probe for a key found.
@@ -74,14 +72,37 @@ pub(crate) enum Probe<'t, K, V> {
 
 impl<K, V> Table<K, V> {
     pub(crate) fn new(slots: usize) -> Self {
-        debug_assert!(slots.is_power_of_two());
+        debug_assert!(slots >= 4);
         Table {
             slots: (0..slots)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
             tags: (0..slots).map(|_| AtomicU8::new(EMPTY)).collect(),
-            mask: slots - 1,
         }
+    }
+
+    /// Where `hash`'s probe sequence starts: multiply-shift of the hash's
+    /// low 32 bits onto `0..len` (the shard takes the top bits and the tag
+    /// bits 32 to 39, so the three are independent).
+    #[inline]
+    fn start(&self, hash: u64) -> usize {
+        ((u128::from(hash as u32) * self.slots.len() as u128) >> 32) as usize
+    }
+
+    /// The slot after `i`, wrapping.
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// The slot before `i`, wrapping.
+    #[inline]
+    fn prev(&self, i: usize) -> usize {
+        i.checked_sub(1).unwrap_or(self.slots.len() - 1)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -91,7 +112,7 @@ impl<K, V> Table<K, V> {
     /// Most slots in use (entries plus tombstones) before a rebuild: 3/4,
     /// so a probe always meets a null.
     pub(crate) fn occupancy_limit(&self) -> usize {
-        self.slots.len() / 4 * 3
+        self.slots.len() * 3 / 4
     }
 
     /// Loads slot `i` (entry, tombstone or null).
@@ -99,14 +120,14 @@ impl<K, V> Table<K, V> {
     pub(crate) fn load(&self, i: usize) -> *mut Entry<K, V> {
         // Acquire: pairs with the Release store that published the entry,
         // so its fields are visible before the caller dereferences it.
-        self.slots[i & self.mask].load(Acquire)
+        self.slots[i].load(Acquire)
     }
 
     /// Slot `i` itself, for the key's node to point at (its address stays
     /// put while the table lives; the array is never reallocated).
     #[inline]
     pub(crate) fn slot_ptr(&self, i: usize) -> *const Slot<K, V> {
-        &self.slots[i & self.mask]
+        &self.slots[i]
     }
 
     /// The index of a slot of this table, from its address. Writer only.
@@ -134,8 +155,8 @@ impl<K, V> Table<K, V> {
         Q: Eq + ?Sized,
     {
         let tag = tag_of(hash);
-        let mut i = hash as usize & self.mask;
-        for _ in 0..=self.mask {
+        let mut i = self.start(hash);
+        for _ in 0..self.slots.len() {
             // Acquire: pairs with the Release tag store in `publish`, so a
             // matching tag's slot pointer (stored before it) is visible.
             let t = self.tags[i].load(Acquire);
@@ -156,7 +177,7 @@ impl<K, V> Table<K, V> {
                     }
                 }
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
         Probe::Absent
     }
@@ -164,8 +185,8 @@ impl<K, V> Table<K, V> {
     /// First free slot (null or tombstone) on `hash`'s probe sequence, and
     /// whether it is a tombstone. Writer only; the key must be absent.
     pub(crate) fn free_slot(&self, hash: u64) -> (usize, bool) {
-        let mut i = hash as usize & self.mask;
-        for _ in 0..=self.mask {
+        let mut i = self.start(hash);
+        for _ in 0..self.slots.len() {
             // Relaxed: the writer reads its own stores (under the lock).
             let p = self.slots[i].load(Relaxed);
             if p.is_null() {
@@ -174,7 +195,7 @@ impl<K, V> Table<K, V> {
             if p == tombstone() {
                 return (i, true);
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
         unreachable!("the occupancy limit keeps a null in the table");
     }
@@ -202,7 +223,7 @@ impl<K, V> Table<K, V> {
     /// Unlinks slot `i`; returns how many tombstones the table gained
     /// (1, or minus the number cleared). Writer only.
     pub(crate) fn unlink(&self, i: usize) -> isize {
-        let next = (i + 1) & self.mask;
+        let next = self.next(i);
         // Relaxed: the writer reads its own stores (under the lock).
         if !self.slots[next].load(Relaxed).is_null() {
             // Relaxed: a tombstone publishes no data; readers that still
@@ -219,7 +240,7 @@ impl<K, V> Table<K, V> {
         // pass this one.
         self.tags[i].store(EMPTY, Relaxed);
         let mut cleared = 0;
-        let mut j = (i + self.mask) & self.mask;
+        let mut j = self.prev(i);
         // Relaxed: own stores, under the lock.
         while j != i && self.slots[j].load(Relaxed) == tombstone() {
             // Relaxed: as above.
@@ -227,13 +248,13 @@ impl<K, V> Table<K, V> {
             // Relaxed: as above.
             self.tags[j].store(EMPTY, Relaxed);
             cleared += 1;
-            j = (j + self.mask) & self.mask;
+            j = self.prev(j);
         }
         -cleared
     }
 
-    /// A fresh table of `slots` slots (a power of two, at least this
-    /// table's entry count plus a quarter) holding this one's entries (not
+    /// A fresh table of `slots` slots (more than this table's live entries
+    /// divided by 3/4) holding this one's entries (not
     /// yet published: plain stores suffice, the pointer swap publishes it).
     /// Their nodes still point at the old slots: see [`Table::point_nodes`].
     pub(crate) fn rebuilt(&self, slots: usize) -> Table<K, V> {
