@@ -95,10 +95,10 @@ impl<T> Spares<T> {
             }
             // Acquire: pairs with the Release in `put`.
             let segment = place.swap(ptr::null_mut(), Acquire);
-            // SAFETY: a spare is reachable only through its place, which
-            // the swap emptied: the segment is ours alone, and drained (the
-            // queue retires a segment only once every cell went to a
-            // consumer).
+            // A spare is reachable only through its place, and the queue
+            // retires a segment only once every cell went to a consumer.
+            // SAFETY: the swap emptied the place: the segment is ours
+            // alone, and drained.
             let fresh = unsafe { segment.as_ref() }?;
             fresh.reset();
             Some(segment)
@@ -237,10 +237,10 @@ impl<T> UnboundedQueue<T> {
         let mut value = value;
         loop {
             let tail = self.tail.load(Acquire);
-            // SAFETY: `tail` is never null (nor the closed mark, which only
-            // ever sits in `next`), and a segment is retired only after both
-            // `head` and `tail` moved past it (see `retire_head`); we are
-            // pinned, so it is not freed while we use it.
+            // `tail` is never null (nor the closed mark, which only ever
+            // sits in `next`); a segment is retired only after both `head`
+            // and `tail` moved past it (see `retire_head`).
+            // SAFETY: so, and as we are pinned, it is not freed meanwhile.
             let segment = unsafe { &*tail };
             value = match segment.try_push(value) {
                 Push::Done => break,
