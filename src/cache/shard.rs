@@ -11,7 +11,7 @@ use std::borrow::Borrow;
 
 use super::entry::{Entry, Node, NodeRef, NEVER};
 use super::flight::InFlight;
-use super::policy::{Handle, Policy};
+use super::policy::Policy;
 use super::stats::{bump_locked, WriteCounters};
 use super::table::{slots_for, tombstone, Probe, Table};
 use super::RemovalCause;
@@ -222,12 +222,12 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         expires: u64,
         weight: u32,
     ) {
-        let entry = Box::new(Entry::new(hash, expires, weight, key, value));
+        let entry = Box::new(Entry::new(expires, weight, key, value));
         let node = match self.table(ctx.guard).find(hash, &entry.key) {
             Probe::Found(..) => None,
             Probe::Absent => Some(NodeRef::new(hash)),
         };
-        let unused = self.insert_entry(ctx, entry, node);
+        let unused = self.insert_entry(ctx, hash, entry, node);
         drop(unused);
     }
 
@@ -236,6 +236,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     fn insert_entry(
         &self,
         ctx: &mut Ctx<'_, K, V>,
+        hash: u64,
         entry: Box<Entry<K, V>>,
         node: Option<NodeRef<K, V>>,
     ) -> Option<NodeRef<K, V>> {
@@ -245,10 +246,10 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         // Predictable: without a weigher every entry weighs 1 and the
         // shard's share is at least 1.
         if u64::from(entry.weight) > self.max_weight {
-            self.insert_oversize(&mut w, table, entry, ctx);
+            self.insert_oversize(&mut w, table, hash, entry, ctx);
             return node;
         }
-        if let Probe::Found(i, old) = table.find(entry.hash, &entry.key) {
+        if let Probe::Found(i, old) = table.find(hash, &entry.key) {
             if !ctx.expired(old) {
                 self.replace(&mut w, table, i, old, entry, ctx);
                 // The sweep may have reclaimed entries.
@@ -258,8 +259,8 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             self.unlink(&mut w, table, i, old, RemovalCause::Expired, ctx);
             w.policy.removed();
         }
-        let node = node.unwrap_or_else(|| NodeRef::new(entry.hash));
-        self.admit(&mut w, table, entry, node, ctx);
+        let node = node.unwrap_or_else(|| NodeRef::new(hash));
+        self.admit(&mut w, table, hash, entry, node, ctx);
         self.publish_len(&w);
         None
     }
@@ -275,11 +276,12 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         &self,
         w: &mut Writer<K, V>,
         table: &Table<K, V>,
+        hash: u64,
         entry: Box<Entry<K, V>>,
         ctx: &mut Ctx<'_, K, V>,
     ) {
         let mut replaced = false;
-        if let Probe::Found(i, old) = table.find(entry.hash, &entry.key) {
+        if let Probe::Found(i, old) = table.find(hash, &entry.key) {
             replaced = !ctx.expired(old);
             let cause = if replaced {
                 RemovalCause::Replaced
@@ -359,13 +361,14 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         &self,
         w: &mut Writer<K, V>,
         mut table: &'g Table<K, V>,
+        hash: u64,
         mut entry: Box<Entry<K, V>>,
         node: NodeRef<K, V>,
         ctx: &mut Ctx<'g, K, V>,
     ) {
         let node_ptr = node.as_ptr();
         entry.set_node(node_ptr);
-        let (hash, expiring, weight) = (entry.hash, entry.expires != NEVER, entry.weight);
+        let (expiring, weight) = (entry.expires != NEVER, entry.weight);
         let entry = Box::into_raw(entry);
         bump_locked(&self.counters.inserts);
         if !self.make_room(w, table, node, weight, ctx) {
@@ -383,7 +386,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         if was_tombstone {
             w.tombstones -= 1;
         }
-        table.publish(i, entry);
+        table.publish(i, entry, hash);
         // SAFETY: the node is live (the policy admitted it) and owned by the
         // policy, which only the lock holder changes.
         unsafe { &*node_ptr }.set_slot(table.slot_ptr(i));
@@ -437,7 +440,10 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             // SAFETY: a live node's slot holds its linked entry, and linked
             // entries stay alive while the lock is held.
             let v = unsafe { &*e };
-            debug_assert_eq!(victim.hash(), v.hash, "a node's entry has its hash");
+            debug_assert!(
+                std::ptr::eq(victim.as_ptr(), v.node_ptr()),
+                "a node's entry points back at it"
+            );
             let cause = if ctx.expired(v) {
                 RemovalCause::Expired
             } else {
@@ -665,13 +671,13 @@ impl<K: Eq, V> Shard<K, V> {
                     assert!(!p.is_null() && p != tombstone(), "slot {i}: tag, no entry");
                     // SAFETY: linked entries stay alive while the lock is held.
                     let e = unsafe { &*p };
-                    assert_eq!(tag, tag_of(e.hash), "slot {i}: wrong tag");
-                    assert!(
-                        matches!(table.find(e.hash, &e.key), Probe::Found(j, _) if j == i),
-                        "slot {i}: entry not reachable on its probe sequence"
-                    );
                     // SAFETY: `e` is linked and the lock is held.
                     let node = unsafe { e.node() };
+                    assert_eq!(tag, tag_of(node.hash()), "slot {i}: wrong tag");
+                    assert!(
+                        matches!(table.find(node.hash(), &e.key), Probe::Found(j, _) if j == i),
+                        "slot {i}: entry not reachable on its probe sequence"
+                    );
                     assert!(node.is_live(), "slot {i}: linked entry, dead node");
                     assert_eq!(
                         node.slot(),

@@ -172,7 +172,7 @@ impl<K, V> Table<K, V> {
                     // SAFETY: it is freed after it was unlinked, and the
                     // caller is pinned or holds the lock.
                     let e = unsafe { &*p };
-                    if e.hash == hash && e.key.borrow() == key {
+                    if e.key.borrow() == key {
                         return Probe::Found(i, e);
                     }
                 }
@@ -200,10 +200,9 @@ impl<K, V> Table<K, V> {
         unreachable!("the occupancy limit keeps a null in the table");
     }
 
-    /// Publishes `entry` in the free slot `i`. Writer only.
-    pub(crate) fn publish(&self, i: usize, entry: *mut Entry<K, V>) {
-        // SAFETY: the writer publishes entries it just allocated.
-        let hash = unsafe { &*entry }.hash;
+    /// Publishes `entry`, whose key hashes to `hash`, in the free slot `i`.
+    /// Writer only.
+    pub(crate) fn publish(&self, i: usize, entry: *mut Entry<K, V>, hash: u64) {
         // Release: publishes the entry's fields to readers that load the
         // slot with Acquire.
         self.slots[i].store(entry, Release);
@@ -265,8 +264,9 @@ impl<K, V> Table<K, V> {
             if p.is_null() || p == tombstone() {
                 continue;
             }
-            // SAFETY: linked entries are alive while the lock is held.
-            let hash = unsafe { &*p }.hash;
+            // SAFETY: a linked entry is alive while the lock is held, and
+            // so is its node (`Entry::node`'s contract).
+            let hash = unsafe { (*p).node() }.hash();
             let (i, _) = fresh.free_slot(hash);
             // Relaxed: the table is published by the Release swap of the
             // shard's table pointer.
