@@ -8,7 +8,7 @@
 //! to the queue's), claimed data and attempt numbers, the errors of
 //! `complete`/`fail`/`release` (stale, finished, removed), what `get` and
 //! `remove` report, `reap_expired`'s count, `len`, `counts` and the set of
-//! ids in `snapshot`. Values are `Tracked`: at the end, after the queue and
+//! ids in `snapshot`. Values are `SharedTracked`: at the end, after the queue and
 //! every claim are dropped, nothing may be left alive.
 
 #![no_main]
@@ -17,8 +17,10 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use std::sync::Arc;
 use unlocked::{Claim, ItemId, ManualClock, RetryBackoff, WorkQueue};
-use unlocked_fuzz::{collect_garbage, Tracked, Tracker};
+
+use unlocked_fuzz::{collect_garbage, SharedTracked, Tracker};
 
 #[allow(dead_code)]
 #[path = "../../tests/common/work_model.rs"]
@@ -62,22 +64,22 @@ enum Op {
 
 type Data = (u32, u32);
 
-struct Harness<'t> {
-    tracker: &'t Tracker,
-    queue: WorkQueue<Tracked<'t>>,
+struct Harness {
+    tracker: Arc<Tracker>,
+    queue: WorkQueue<SharedTracked>,
     model: RefWorkQueue<Data, ManualClock>,
     clock: ManualClock,
     ids: Vec<(ItemId, u64)>,
-    claims: Vec<(Claim<Tracked<'t>>, RefClaim)>,
+    claims: Vec<(Claim<SharedTracked>, RefClaim)>,
     next_serial: u32,
     removed: usize,
 }
 
-fn data(t: &Tracked<'_>) -> Data {
+fn data(t: &SharedTracked) -> Data {
     (t.serial, t.value)
 }
 
-impl<'t> Harness<'t> {
+impl Harness {
     fn real_id(&self, model_id: u64) -> ItemId {
         self.ids
             .iter()
@@ -99,7 +101,7 @@ impl<'t> Harness<'t> {
 
     fn check_claim(
         &mut self,
-        got: Option<Claim<Tracked<'t>>>,
+        got: Option<Claim<SharedTracked>>,
         want: Option<(RefClaim, Data)>,
         step: usize,
     ) {
@@ -123,7 +125,7 @@ impl<'t> Harness<'t> {
             Op::Add(v) => {
                 let serial = self.next_serial;
                 self.next_serial += 1;
-                let t = self.tracker.make(serial, v as u32);
+                let t = self.tracker.make_shared(serial, v as u32);
                 match (self.queue.add(t), self.model.add((serial, v as u32))) {
                     (Ok(id), Ok(mid)) => {
                         assert!(
@@ -217,7 +219,7 @@ impl<'t> Harness<'t> {
 
 fuzz_target!(|input: Input| {
     let ops = &input.ops[..input.ops.len().min(512)];
-    let tracker = Tracker::new(ops.len());
+    let tracker = Arc::new(Tracker::new(ops.len()));
     let clock = ManualClock::new();
     let max_size = (input.max_size != 0).then_some(input.max_size as usize % 8 + 1);
     let max_attempts = u32::from(input.max_attempts % 3 + 1);
@@ -245,7 +247,7 @@ fuzz_target!(|input: Input| {
         model = model.with_backoff(base.as_nanos() as u64, max.as_nanos() as u64);
     }
     let mut h = Harness {
-        tracker: &tracker,
+        tracker: Arc::clone(&tracker),
         queue: b.build().unwrap(),
         model,
         clock,

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// Which tracked values are alive, indexed by serial number.
 ///
@@ -33,6 +34,27 @@ impl Tracker {
             value,
             tracker: self,
         }
+    }
+
+    /// As [`make`](Self::make), for structures that require `'static`
+    /// values (the work queue): the value keeps the tracker alive.
+    pub fn make_shared(self: &Arc<Self>, serial: u32, value: u32) -> SharedTracked {
+        let was = self.alive[serial as usize].swap(true, Relaxed);
+        assert!(!was, "serial {serial} created twice (fuzz target bug)");
+        SharedTracked {
+            serial,
+            value,
+            tracker: Arc::clone(self),
+        }
+    }
+
+    /// Marks `serial` dropped; panics if it was not alive.
+    fn dropped(&self, serial: u32) {
+        let was = self.alive[serial as usize].swap(false, Relaxed);
+        assert!(
+            was,
+            "value with serial {serial} dropped twice (or a copy of it dropped)"
+        );
     }
 
     /// The serials of the values alive now (call when no thread is creating
@@ -68,12 +90,28 @@ pub struct Tracked<'t> {
 
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
-        let was = self.tracker.alive[self.serial as usize].swap(false, Relaxed);
-        assert!(
-            was,
-            "value with serial {} dropped twice (or a copy of it dropped)",
-            self.serial
-        );
+        self.tracker.dropped(self.serial);
+    }
+}
+
+/// A [`Tracked`] that owns a share of its tracker (`'static`).
+pub struct SharedTracked {
+    /// Unique per tracker.
+    pub serial: u32,
+    /// Whatever the target wants to carry along (checked on the way out).
+    pub value: u32,
+    tracker: Arc<Tracker>,
+}
+
+impl Drop for SharedTracked {
+    fn drop(&mut self) {
+        self.tracker.dropped(self.serial);
+    }
+}
+
+impl fmt::Debug for SharedTracked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}({})", self.serial, self.value)
     }
 }
 

@@ -197,6 +197,16 @@ unsafe impl<K: Send + Sync, V: Send + Sync, S: Send> Send for Cache<K, V, S> {}
 // SAFETY: as above; `&Cache` hands out `&S` to hash keys, so `S: Sync`.
 unsafe impl<K: Send + Sync, V: Send + Sync, S: Sync> Sync for Cache<K, V, S> {}
 
+impl<K, V, S> Drop for Cache<K, V, S> {
+    fn drop(&mut self) {
+        // The entries this cache evicted, replaced or removed wait in the
+        // epoch collector; free them now (the linked ones go with the
+        // shards), so that dropping the cache drops every value it was
+        // given unless another thread is pinned at this moment.
+        crate::sync::epoch::collect_garbage();
+    }
+}
+
 impl<K, V, S> fmt::Debug for Cache<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")

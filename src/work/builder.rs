@@ -42,7 +42,7 @@ pub struct WorkQueueBuilder<T> {
     _items: std::marker::PhantomData<fn(T)>,
 }
 
-impl<T> WorkQueueBuilder<T> {
+impl<T: Send + Sync + 'static> WorkQueueBuilder<T> {
     pub(crate) fn new() -> Self {
         WorkQueueBuilder {
             max_size: None,

@@ -90,6 +90,28 @@ const NOTHING_DUE: u64 = u64::MAX;
 /// operation. A thread stalled inside `fail`, `release` or `reap_expired`
 /// between an item's state change and its re-queuing delays only that item.
 ///
+/// # Bounds on `T`
+/// `T: Send + Sync + 'static`. Items are shared between the threads that
+/// claim, get and snapshot them (`Sync`), and a removed item is freed after
+/// every thread that may still be reading it has moved on: possibly on
+/// another thread (`Send`), possibly after a short delay (`'static`: it must
+/// not borrow anything that could be gone by then). Dropping the queue
+/// frees what is left, and what it removed, before it returns unless
+/// another thread is inside an operation of some lock-free structure at
+/// that moment.
+///
+/// ```compile_fail
+/// // A borrowed item could be freed after what it borrows is gone.
+/// let owner = vec![1, 2, 3];
+/// let q = unlocked::WorkQueue::new();
+/// q.add(&owner).unwrap();
+/// ```
+/// ```compile_fail
+/// // A `!Send` item could be freed on another thread.
+/// let q = unlocked::WorkQueue::new();
+/// q.add(std::rc::Rc::new(1)).unwrap();
+/// ```
+///
 /// # Concurrent calls
 /// [`len`](Self::len), [`counts`](Self::counts) and
 /// [`snapshot`](Self::snapshot) are exact whenever no operation is in
@@ -151,13 +173,13 @@ pub struct WorkQueue<T> {
     waiters: Waiters,
 }
 
-impl<T> Default for WorkQueue<T> {
+impl<T: Send + Sync + 'static> Default for WorkQueue<T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T> WorkQueue<T> {
+impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// An unbounded queue with a [`DEFAULT_LEASE`] lease,
     /// [`DEFAULT_MAX_ATTEMPTS`] attempts and the system clock.
     ///
@@ -884,7 +906,7 @@ impl<T> WorkQueue<T> {
     }
 }
 
-impl<T> Source<Claim<T>> for WorkQueue<T> {
+impl<T: Send + Sync + 'static> Source<Claim<T>> for WorkQueue<T> {
     fn try_pop(&self) -> Option<Claim<T>> {
         self.claim()
     }
@@ -900,7 +922,15 @@ impl<T> Source<Claim<T>> for WorkQueue<T> {
     }
 }
 
-impl<T> fmt::Debug for WorkQueue<T> {
+impl<T> Drop for WorkQueue<T> {
+    fn drop(&mut self) {
+        // Removed items wait in the epoch collector; free them now (the
+        // stored ones go with the table), unless another thread is pinned.
+        crate::sync::epoch::collect_garbage();
+    }
+}
+
+impl<T: Send + Sync + 'static> fmt::Debug for WorkQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkQueue")
             .field("len", &self.len())
