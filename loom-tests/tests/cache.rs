@@ -181,14 +181,17 @@ fn single_flight_hand_off_when_loader_panics() {
 }
 
 /// Two callers load the same key: exactly one loader runs, both get its
-/// value.
+/// value, and each finds it in the cache right after (read your writes:
+/// the waiter is woken only once the value is inserted).
 #[test]
 fn single_flight_loads_once() {
     loom::model(|| {
         let c = Arc::new(cache(4, &ManualClock::new()));
-        let a = spawn_with(&c, |c| c.get_or_insert_with(1, || 1));
-        let b = spawn_with(&c, |c| c.get_or_insert_with(1, || 2));
-        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        let load = |c: &Cache<u32, u32, Fixed>, v| (c.get_or_insert_with(1, || v), c.get(&1));
+        let a = spawn_with(&c, move |c| load(c, 1));
+        let b = spawn_with(&c, move |c| load(c, 2));
+        let ((a, a_then), (b, b_then)) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!((a_then, b_then), (Some(a), Some(b)));
         assert_eq!(a, b);
         assert_eq!(c.stats().inserts, 1);
     });

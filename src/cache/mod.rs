@@ -895,9 +895,10 @@ where
     S: BuildHasher,
     V: Clone,
 {
-    /// Shares `value` with the waiters, inserts it and leaves the list.
+    /// Inserts `value`, leaves the list, then shares `value` with the
+    /// waiters: a waiter's next `get` finds it (read your writes), unless
+    /// something removed it since.
     fn complete(mut self, value: V) -> V {
-        self.flight.finish(Some(value.clone()));
         let cache = self.cache;
         let shard = cache.shard(self.hash);
         let guard = epoch::pin();
@@ -922,6 +923,7 @@ where
             );
         }
         drop(flights);
+        self.flight.finish(Some(value.clone()));
         self.done = true;
         cache.notify(ctx);
         value
