@@ -299,6 +299,10 @@ pub enum UpdateError<E> {
         /// The version that is current.
         actual: Version,
     },
+    /// The current version is `u64::MAX`: there is no next version number
+    /// (possible only with a file that was written with that version).
+    /// Nothing was changed.
+    VersionsExhausted,
 }
 
 impl<E> UpdateError<E> {
@@ -329,6 +333,10 @@ impl<E: fmt::Display> fmt::Display for UpdateError<E> {
                 "conflict: expected version {expected} but {actual} is current; \
                  load the latest configuration and retry"
             ),
+            UpdateError::VersionsExhausted => f.write_str(
+                "no version number is left after u64::MAX: nothing was changed; \
+                 start from a file with a lower version",
+            ),
         }
     }
 }
@@ -339,7 +347,7 @@ impl<E: Error + 'static> Error for UpdateError<E> {
             UpdateError::Rejected(e) => Some(e),
             UpdateError::Invalid(e) => Some(e),
             UpdateError::Persist(e) => Some(e),
-            UpdateError::Conflict { .. } => None,
+            UpdateError::Conflict { .. } | UpdateError::VersionsExhausted => None,
         }
     }
 }

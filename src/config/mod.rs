@@ -290,10 +290,13 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
                 });
             }
         }
+        let version = current
+            .version()
+            .next()
+            .ok_or(UpdateError::VersionsExhausted)?;
         let mut draft = current.value().clone();
         f(&mut draft).map_err(UpdateError::Rejected)?;
         self.shared.validate(&draft).map_err(UpdateError::Invalid)?;
-        let version = current.version().next();
         #[cfg(feature = "persist")]
         if let Some(persister) = writer.persister.as_mut() {
             persister

@@ -236,15 +236,23 @@ impl<T> Persister<T> {
         )
     }
 
-    /// Removes temp files a crashed writer left (`NAME.tmp*`).
+    /// Removes temp files a crashed writer left: `NAME.tmp.bak` and
+    /// `NAME.tmp.PID` (digits only), nothing else (`NAME.tmpl` is the
+    /// user's).
     fn remove_stale_temps(&self) -> Result<(), PersistError> {
         let mut prefix = self.name.clone();
-        prefix.push(".tmp");
+        prefix.push(".tmp.");
         let prefix = prefix.to_string_lossy().into_owned();
         let entries = fs::read_dir(&self.dir)
             .map_err(|e| PersistError::io(&self.dir, "list the folder", e))?;
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(suffix) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let ours = suffix == "bak"
+                || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()));
+            if ours {
                 let p = entry.path();
                 fs::remove_file(&p)
                     .map_err(|e| PersistError::io(&p, "remove a stale temp file", e))?;
@@ -543,7 +551,11 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
             persister.main_is_good = false;
             return Err(UpdateError::Invalid(e));
         }
-        let version = writer.current.version().next();
+        let version = writer
+            .current
+            .version()
+            .next()
+            .ok_or(UpdateError::VersionsExhausted)?;
         let persister = writer.persister.as_mut().expect("checked above");
         persister.main_is_good = true;
         persister

@@ -40,9 +40,9 @@ impl Version {
         self.0
     }
 
-    /// The version after this one.
-    pub(crate) fn next(self) -> Version {
-        Version(self.0 + 1)
+    /// The version after this one, if there is one.
+    pub(crate) fn next(self) -> Option<Version> {
+        self.0.checked_add(1).map(Version)
     }
 }
 

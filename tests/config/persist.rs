@@ -168,8 +168,45 @@ fn stale_temp_files_are_removed_at_open() {
     fs::write(dir.path().join("app.json.tmp.12345"), "half").unwrap();
     fs::write(dir.path().join("app.json.tmp.bak"), "half").unwrap();
     fs::write(dir.path().join("other.tmp.1"), "not ours").unwrap();
+    fs::write(dir.path().join("app.json.tmpl"), "the user's").unwrap();
+    fs::write(dir.path().join("app.json.tmp.notes"), "the user's").unwrap();
     drop(ConfigStore::open(&path, app()).unwrap());
-    assert_eq!(names(dir.path()), ["app.json", "other.tmp.1"]);
+    assert_eq!(
+        names(dir.path()),
+        [
+            "app.json",
+            "app.json.tmp.notes",
+            "app.json.tmpl",
+            "other.tmp.1"
+        ]
+    );
+}
+
+/// A file at the last version number opens, and an update is refused with
+/// a clear error that changes nothing (the file still opens).
+#[test]
+fn the_last_version_number_refuses_updates_and_keeps_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    let text = format!(
+        r#"{{"version": {}, "config": {{"port": 1, "name": "x", "counter": 0}}}}"#,
+        u64::MAX
+    );
+    fs::write(&path, &text).unwrap();
+    let store = ConfigStore::open(&path, app()).unwrap();
+    assert_eq!(store.load().version().get(), u64::MAX);
+    let err = store
+        .update(|a| -> Result<(), String> {
+            a.counter += 1;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, UpdateError::VersionsExhausted), "{err:?}");
+    assert!(err.to_string().contains("u64::MAX"), "{err}");
+    assert_eq!(store.load().counter, 0);
+    assert_eq!(fs::read_to_string(&path).unwrap(), text);
+    drop(store);
+    assert!(ConfigStore::open(&path, app()).is_ok());
 }
 
 #[test]
