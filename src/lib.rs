@@ -108,6 +108,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod build_error;
 pub mod cache;
 mod clock;
 pub mod config;
@@ -150,9 +151,10 @@ pub use work::{
     WorkQueue, WorkQueueBuilder,
 };
 
-// The builders' errors, one per structure (each lists what its builder can
-// refuse), re-exported under distinct names.
-pub use cache::BuildError as CacheBuildError;
-pub use config::BuildError as ConfigBuildError;
+// Every builder's error is the one `BuildError`; the names per structure are
+// kept for code written against them.
+pub use build_error::BuildError;
+pub use build_error::BuildError as CacheBuildError;
+pub use build_error::BuildError as ConfigBuildError;
+pub use build_error::BuildError as WorkBuildError;
 pub use config::Builder as ConfigStoreBuilder;
-pub use work::BuildError as WorkBuildError;

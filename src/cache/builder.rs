@@ -1,62 +1,14 @@
-//! [`CacheBuilder`] and [`BuildError`].
+//! [`CacheBuilder`].
 
 use std::fmt;
+
+pub use crate::build_error::BuildError;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Cache, Listener, RandomState, RemovalCause, Weigher};
 use crate::clock::{Clock, SystemClock};
-
-/// A setting [`CacheBuilder::build`] refused.
-///
-/// # Examples
-/// ```
-/// use unlocked::cache::{BuildError, Cache};
-///
-/// let err = Cache::<u32, u32>::builder().max_capacity(0).build().unwrap_err();
-/// assert_eq!(err, BuildError::ZeroCapacity);
-/// assert!(err.to_string().contains("at least 1"));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// `max_capacity` was 0 or never set.
-    ZeroCapacity,
-    /// `shards(0)`.
-    ZeroShards,
-    /// `time_to_live(Duration::ZERO)`: every entry would be expired at once.
-    ZeroTimeToLive,
-    /// `max_weight(0)`: no entry would fit.
-    ZeroMaxWeight,
-    /// A [`weigher`](CacheBuilder::weigher) with no
-    /// [`max_weight`](CacheBuilder::max_weight) to count the weights against.
-    WeigherWithoutMaxWeight,
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BuildError::ZeroCapacity => {
-                "cache max_capacity must be at least 1: set it with .max_capacity(n)"
-            }
-            BuildError::ZeroShards => {
-                "cache shards must be at least 1: leave .shards(..) out to pick a count from the capacity"
-            }
-            BuildError::ZeroTimeToLive => {
-                "cache time_to_live must be longer than zero: leave .time_to_live(..) out for entries that never expire"
-            }
-            BuildError::ZeroMaxWeight => {
-                "cache max_weight must be at least 1: leave .max_weight(..) out to bound the entry count alone"
-            }
-            BuildError::WeigherWithoutMaxWeight => {
-                "cache weigher needs a max_weight to bound the total weight: set it with .max_weight(n)"
-            }
-        })
-    }
-}
-
-impl std::error::Error for BuildError {}
 
 /// Settings for a [`Cache`]; from [`Cache::builder`].
 ///

@@ -352,48 +352,7 @@ impl<E: Error + 'static> Error for UpdateError<E> {
     }
 }
 
-/// A bad builder setting, or an initial value a validator refuses.
-///
-/// # Examples
-/// ```
-/// use unlocked::config::{BuildError, ConfigStore};
-///
-/// let err = ConfigStore::builder(0).history(0).build().unwrap_err();
-/// assert!(matches!(err, BuildError::ZeroHistory));
-/// let err = ConfigStore::builder(0)
-///     .validator(|n: &i32| if *n > 0 { Ok(()) } else { Err("must be positive") })
-///     .build()
-///     .unwrap_err();
-/// assert!(err.to_string().contains("must be positive"));
-/// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// `history(0)`: the history holds at least the current version.
-    ZeroHistory,
-    /// A validator refused the initial value.
-    InvalidInitial(ValidationError),
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BuildError::ZeroHistory => f.write_str(
-                "history length must be at least 1 (it always holds the current version)",
-            ),
-            BuildError::InvalidInitial(e) => write!(f, "the initial configuration is invalid: {e}"),
-        }
-    }
-}
-
-impl Error for BuildError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            BuildError::ZeroHistory => None,
-            BuildError::InvalidInitial(e) => Some(e),
-        }
-    }
-}
+pub use crate::build_error::BuildError;
 
 /// Why `ConfigStore::open` (feature `persist`) failed. The file is
 /// left as it was.

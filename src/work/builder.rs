@@ -180,26 +180,20 @@ impl<T: Send + Sync + 'static> WorkQueueBuilder<T> {
     /// ```
     pub fn build(self) -> Result<WorkQueue<T>, BuildError> {
         if self.max_size == Some(0) {
-            return Err(BuildError::new(
-                "max_size must be at least 1: a work queue that stores nothing accepts nothing",
-            ));
+            return Err(BuildError::ZeroMaxSize);
         }
         if self.max_attempts == 0 {
-            return Err(BuildError::new(
-                "max_attempts must be at least 1: every item gets one attempt",
-            ));
+            return Err(BuildError::ZeroMaxAttempts);
         }
         if self.max_attempts > MAX_ATTEMPTS {
-            return Err(BuildError::new(
-                "max_attempts must be at most 2^29 - 1 (unlocked::work::MAX_ATTEMPTS)",
-            ));
+            return Err(BuildError::TooManyAttempts);
         }
         if self.lease.is_zero() {
-            return Err(BuildError::new(
-                "lease must be longer than zero: a zero lease expires as soon as it is granted",
-            ));
+            return Err(BuildError::ZeroLease);
         }
-        self.retry_backoff.check().map_err(BuildError::new)?;
+        self.retry_backoff
+            .check()
+            .map_err(BuildError::InvalidRetryBackoff)?;
         Ok(WorkQueue::from_builder(self))
     }
 }

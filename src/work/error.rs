@@ -92,31 +92,4 @@ impl fmt::Display for WorkError {
 
 impl std::error::Error for WorkError {}
 
-/// A [`WorkQueueBuilder`](super::WorkQueueBuilder) setting that cannot work.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// use unlocked::WorkQueue;
-///
-/// let err = WorkQueue::<u8>::builder().lease(Duration::ZERO).build().unwrap_err();
-/// assert!(err.to_string().contains("lease"));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BuildError {
-    message: &'static str,
-}
-
-impl BuildError {
-    pub(crate) const fn new(message: &'static str) -> Self {
-        BuildError { message }
-    }
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message)
-    }
-}
-
-impl std::error::Error for BuildError {}
+pub use crate::build_error::BuildError;
