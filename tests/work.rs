@@ -1351,3 +1351,35 @@ fn dropping_the_queue_drops_every_item_it_was_given() {
     }
     assert_eq!(drops.load(SeqCst), n + 1);
 }
+
+/// A claim shows the item as it was when claimed: its own `fail`, or a
+/// later holder's, does not change its `last_error`.
+#[test]
+fn a_claim_keeps_the_last_error_it_was_claimed_with() {
+    let clock = ManualClock::new();
+    let q = WorkQueue::builder()
+        .max_attempts(5)
+        .lease(Duration::from_secs(1))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    q.add(0).unwrap();
+    let first = q.claim().unwrap();
+    q.fail(&first, "first").unwrap();
+    assert_eq!(first.last_error(), None);
+    let second = q.claim().unwrap();
+    assert_eq!(second.last_error().as_deref(), Some("first"));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(q.reap_expired(), 1);
+    let third = q.claim().unwrap();
+    q.fail(&third, "third").unwrap();
+    assert_eq!(second.last_error().as_deref(), Some("first"));
+    assert_eq!(
+        third.last_error().as_deref(),
+        Some(unlocked::work::LEASE_EXPIRED)
+    );
+    assert_eq!(
+        q.get(third.id()).unwrap().last_error().as_deref(),
+        Some("third")
+    );
+}

@@ -130,6 +130,28 @@ impl<T> Item<T> {
         self.last_error_in(&epoch::pin())
     }
 
+    /// The last failure reason if an attempt before claim `seq` recorded
+    /// it (a reason recorded by claim `seq` itself or a later one: `None`).
+    pub(crate) fn last_error_before(&self, seq: u32) -> Option<Arc<str>> {
+        let _guard = epoch::pin();
+        // Acquire: as in `last_error_in`.
+        let p = self.last_error.load(Acquire);
+        // SAFETY: as in `last_error_in`: pinned, freed only through the epoch.
+        let record = unsafe { p.as_ref() }?;
+        seq_newer(seq, record.seq).then(|| Arc::clone(&record.reason))
+    }
+
+    /// As [`last_error`](Self::last_error), without pinning when the item
+    /// never failed (what `claim` reads for its `Claim`).
+    pub(crate) fn last_error_if_any(&self) -> Option<Arc<str>> {
+        // Acquire: as in `last_error_in`. A record is only ever replaced by
+        // another, never removed, so null means the item never failed.
+        if self.last_error.load(Acquire).is_null() {
+            return None;
+        }
+        self.last_error()
+    }
+
     /// [`last_error`](Self::last_error) under the caller's guard.
     pub(crate) fn last_error_in(&self, _guard: &Guard) -> Option<Arc<str>> {
         // Acquire: pairs with the AcqRel CAS in `set_last_error`, making
@@ -340,6 +362,8 @@ pub struct Claim<T> {
     pub(crate) seq: u32,
     pub(crate) attempts: u32,
     pub(crate) deadline: Duration,
+    /// The item's last error when it was claimed.
+    pub(crate) last_error: Option<Arc<str>>,
 }
 
 impl<T> Claim<T> {
@@ -394,7 +418,9 @@ impl<T> Claim<T> {
         self.attempts
     }
 
-    /// The reason the previous attempt failed, if one did.
+    /// The reason the previous attempt failed, if one did: the item's last
+    /// error when it was claimed (this claim's own `fail` does not change
+    /// it; [`WorkQueue::get`](super::WorkQueue::get) reads the latest).
     ///
     /// # Examples
     /// ```
@@ -402,10 +428,16 @@ impl<T> Claim<T> {
     /// q.add(0).unwrap();
     /// let c = q.claim().unwrap();
     /// q.fail(&c, "timeout").unwrap();
+    /// assert_eq!(c.last_error(), None);
     /// assert_eq!(q.claim().unwrap().last_error().as_deref(), Some("timeout"));
     /// ```
     pub fn last_error(&self) -> Option<Arc<str>> {
-        self.item.last_error()
+        // The reason of the attempt just before this claim may land a moment
+        // after the claim (a `fail` records it just after the status
+        // change): read it now if it is there, else what the claim saw.
+        self.item
+            .last_error_before(self.seq)
+            .or_else(|| self.last_error.clone())
     }
 
     /// When the lease runs out, as a time of the queue's [`Clock`](crate::Clock).

@@ -358,6 +358,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
             match item.cas(state, new) {
                 Ok(()) => {
                     return Some(Claim {
+                        last_error: item.last_error_if_any(),
                         item,
                         seq: new.seq(),
                         attempts,
