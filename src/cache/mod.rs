@@ -225,9 +225,10 @@ impl<K: Hash + Eq + Send + 'static, V: Send + 'static> Cache<K, V, RandomState> 
     ///
     /// # Panics
     /// If `max_capacity` is 0 ("cache max_capacity must be at least 1").
-    /// Use [`Cache::builder`] to get an error instead. The tables for the
-    /// whole capacity are allocated here (about 14 to 27 bytes per entry of
-    /// capacity; see `docs/cache.md`).
+    /// Use [`Cache::builder`] to get an error instead. Any other capacity,
+    /// up to `usize::MAX`, is fine: each shard's table starts small and
+    /// grows with its entries (see `docs/cache.md`), so memory follows the
+    /// entries stored, not the capacity.
     ///
     /// # Examples
     /// ```

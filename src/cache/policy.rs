@@ -118,12 +118,18 @@ const PROBE_PERCENT: usize = 5;
 /// capacity.
 const STEP_PERMILLE: usize = 10;
 
+/// `parts / whole` of `capacity`, rounded down, without overflow for any
+/// capacity (`parts <= whole`).
+fn share(capacity: usize, parts: usize, whole: usize) -> usize {
+    (capacity as u128 * parts as u128 / whole as u128) as usize
+}
+
 /// Depth of the marginal-utility probes for `capacity` entries.
 fn probe_depth(capacity: usize, tuning: Tuning) -> usize {
     if tuning.probe_percent == 0 {
         0
     } else {
-        (capacity * tuning.probe_percent / 100).max(1)
+        share(capacity, tuning.probe_percent, 100).max(1)
     }
 }
 
@@ -205,9 +211,9 @@ impl<H: Handle> Policy<H> {
             live: 0,
             small: VecDeque::new(),
             main: VecDeque::new(),
-            small_target: (capacity * tuning.small_percent / 100).max(1),
+            small_target: share(capacity, tuning.small_percent, 100).max(1),
             tuning,
-            ghost: Ghost::new(capacity.saturating_mul(tuning.ghost_percent) / 100),
+            ghost: Ghost::new(share(capacity, tuning.ghost_percent, 100)),
             main_ghost: Ghost::new(probe_depth(capacity, tuning)),
             probe: probe_depth(capacity, tuning) as u32,
             votes: (0, 0),
@@ -306,7 +312,7 @@ impl<H: Handle> Policy<H> {
         self.live = 0;
         self.ghost.clear();
         self.main_ghost.clear();
-        self.small_target = (self.capacity * self.tuning.small_percent / 100).max(1);
+        self.small_target = share(self.capacity, self.tuning.small_percent, 100).max(1);
         self.votes = (0, 0);
         self.epoch = 0;
         self.starved = 0;
@@ -323,9 +329,9 @@ impl<H: Handle> Policy<H> {
     /// marginal utility, within [`SMALL_MIN_PERCENT`] and
     /// [`SMALL_MAX_PERCENT`] of the capacity.
     fn move_small(&mut self, grow: bool) {
-        let lo = (self.capacity * SMALL_MIN_PERCENT / 100).max(1);
-        let hi = (self.capacity * SMALL_MAX_PERCENT / 100).max(lo);
-        let step = (self.capacity * self.tuning.step_permille / 1000).max(1);
+        let lo = share(self.capacity, SMALL_MIN_PERCENT, 100).max(1);
+        let hi = share(self.capacity, SMALL_MAX_PERCENT, 100).max(lo);
+        let step = share(self.capacity, self.tuning.step_permille, 1000).max(1);
         self.small_target = if grow {
             (self.small_target + step).min(hi)
         } else {
