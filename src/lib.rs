@@ -139,11 +139,11 @@ pub mod docs {
     pub mod dependencies {}
 }
 
-pub use cache::{Cache, CacheBuilder, CacheStats, RemovalCause};
+pub use cache::{Cache, CacheBuilder, CacheStats, Iter, RandomState, RemovalCause};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CallbackId, Committed, ConfigStore, OpenError, PersistError, Reader, Snapshot, Subscription,
-    UpdateError, ValidationError, Version,
+    BoxError, CallbackId, Committed, ConfigStore, OpenError, PersistError, PersistErrorKind,
+    Reader, Snapshot, Subscription, UpdateError, ValidationError, Version,
 };
 pub use queue::{BoundedQueue, PushError, UnboundedQueue};
 pub use work::{
