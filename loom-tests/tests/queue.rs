@@ -290,6 +290,36 @@ fn unbounded_close_races_append() {
     });
 }
 
+/// A refusal is final: a push refused as `Closed` while `close` is still
+/// in flight (its segment closed, a successor linked by a racing append not
+/// yet) is never followed by an accepted push from the same thread; every
+/// accepted value comes out once. (Found in review: the refused push now
+/// finishes sealing the queue before it reports `Closed`.)
+#[test]
+fn unbounded_refused_push_stays_refused() {
+    loom::model(|| {
+        let q = Arc::new(UnboundedQueue::with_segment_capacity(2));
+        q.push(0).unwrap();
+        q.push(1).unwrap();
+        let appender = spawn_with(&q, |q| q.push(2).is_ok());
+        let closer = spawn_with(&q, |q| q.close());
+        let pusher = spawn_with(&q, |q| (q.push(3).is_ok(), q.push(4).is_ok()));
+        let a2 = appender.join().unwrap();
+        closer.join().unwrap();
+        let (a3, a4) = pusher.join().unwrap();
+        assert!(a3 || !a4, "push(3) refused, then push(4) accepted");
+        let accepted: Vec<u32> = [(2, a2), (3, a3), (4, a4)]
+            .into_iter()
+            .filter(|&(_, ok)| ok)
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(
+            sorted([drain_unbounded(&q)]),
+            sorted([vec![0, 1], accepted])
+        );
+    });
+}
+
 /// Two pushes race `close`: whichever are refused hand their values back,
 /// and once everyone is done `len` equals what a drain then returns (the
 /// refused pushes' tickets are not counted; a race the fuzzer found).

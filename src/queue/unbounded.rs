@@ -245,16 +245,24 @@ impl<T> UnboundedQueue<T> {
             value = match segment.try_push(value) {
                 Push::Done => break,
                 Push::Poisoned(v) => v,
-                Push::Closed(v) => return Err(PushError::Closed(v)),
+                Push::Closed(v) => return Err(self.refuse(v, &guard)),
                 Push::Full(v) => match self.grow(segment, tail, v, &guard) {
                     Ok(()) => break,
                     Err(Grow::Moved(v)) => v,
-                    Err(Grow::Closed(v)) => return Err(PushError::Closed(v)),
+                    Err(Grow::Closed(v)) => return Err(self.refuse(v, &guard)),
                 },
             };
         }
         self.waiters.notify_one();
         Ok(())
+    }
+
+    /// A push met a closed segment: finishes sealing the queue (a `close`
+    /// may still be in flight), then hands `value` back.
+    #[cold]
+    fn refuse(&self, value: T, guard: &Guard) -> PushError<T> {
+        self.seal(guard);
+        PushError::Closed(value)
     }
 
     /// The tail `segment` is full: moves `tail` to its successor, or links
@@ -429,10 +437,23 @@ impl<T> UnboundedQueue<T> {
     /// assert_eq!(q.pop_timeout(std::time::Duration::from_secs(5)), None);
     /// ```
     pub fn close(&self) {
-        let _guard = epoch::pin();
+        let guard = epoch::pin();
+        self.seal(&guard);
+        // SeqCst: set only once no push can land any more, so a consumer
+        // that sees the flag and then finds the queue empty may stop.
+        self.closed.store(true, SeqCst);
+        self.waiters.notify_all();
+    }
+
+    /// Closes the tail segment and every segment linked after it, until a
+    /// closed mark ends the list: afterwards no push can land. `close` does
+    /// it, and so does a push refused by a closed segment before it reports
+    /// `Closed` (it may be helping a `close` still in flight), so that a
+    /// refusal is final: a later push by the same thread is refused too.
+    fn seal(&self, _guard: &Guard) {
         loop {
             let tail = self.tail.load(Acquire);
-            // SAFETY: as in `push`: never null, and pinned.
+            // SAFETY: as in `push`: never null, and the caller is pinned.
             let segment = unsafe { &*tail };
             segment.close();
             // SeqCst: an `append` that loses to this CAS sees the mark and
@@ -441,18 +462,14 @@ impl<T> UnboundedQueue<T> {
                 .next
                 .compare_exchange(ptr::null_mut(), closed_mark(), SeqCst, Acquire)
             {
-                Ok(_) => break,
-                Err(next) if next == closed_mark() => break,
+                Ok(_) => return,
+                Err(next) if next == closed_mark() => return,
                 Err(next) => {
                     // AcqRel: as in `grow`.
                     let _ = self.tail.compare_exchange(tail, next, AcqRel, Acquire);
                 }
             }
         }
-        // SeqCst: set only once no push can land any more, so a consumer
-        // that sees the flag and then finds the queue empty may stop.
-        self.closed.store(true, SeqCst);
-        self.waiters.notify_all();
     }
 
     /// `true` once [`close`](Self::close) has been called.
