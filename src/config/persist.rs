@@ -111,11 +111,20 @@ fn decode<T: DeserializeOwned>(
 fn decode_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<FileIn<T>, PersistError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let file = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        json_error(path, e.into_inner(), Some(field))
+        let field = field_name(e.path());
+        json_error(path, e.into_inner(), field)
     })?;
     de.end().map_err(|e| json_error(path, e, None))?;
     Ok(file)
+}
+
+/// The field a decode error is in, as serde_path_to_error names it, less
+/// the parts it could not name (`?`); `None` at the top level (an empty
+/// file, a syntax error before any field).
+fn field_name(path: &serde_path_to_error::Path) -> Option<String> {
+    let full = path.to_string();
+    let known = full.trim_end_matches(".?").trim_end_matches('?');
+    (!known.is_empty() && known != ".").then(|| known.to_owned())
 }
 
 fn json_error(path: &Path, inner: serde_json::Error, field: Option<String>) -> PersistError {
@@ -143,7 +152,7 @@ fn decode_toml<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<FileIn<
     })?;
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
+        let field = field_name(e.path());
         let inner = e.into_inner();
         let (line, column) = match inner.span() {
             Some(span) => {
@@ -152,7 +161,7 @@ fn decode_toml<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<FileIn<
             }
             None => (None, None),
         };
-        PersistError::parse(path, inner.message().to_owned(), line, column, Some(field))
+        PersistError::parse(path, inner.message().to_owned(), line, column, field)
     })
 }
 

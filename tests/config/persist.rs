@@ -114,8 +114,25 @@ fn truncated_json_and_garbage_are_clear_errors() {
         };
         assert_eq!(e.kind(), PersistErrorKind::Parse, "{err}");
         assert!(err.to_string().contains("app.json"), "{err}");
+        // A field is named only when one is known (no `.` or `?` parts).
+        if let Some(field) = e.field() {
+            assert!(!field.contains('?') && field != ".", "{err}");
+        }
         assert_eq!(fs::read(&path).unwrap(), bytes);
     }
+    fs::write(&path, b"").unwrap();
+    let err = ConfigStore::open(&path, app()).unwrap_err();
+    let OpenError::Persist(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.field(), None, "an empty file has no field: {err}");
+    fs::write(&path, b"{\"version\": 1, \"config\": {\"port\": 1,, }}").unwrap();
+    let err = ConfigStore::open(&path, app()).unwrap_err();
+    let OpenError::Persist(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.field(), Some("config"), "{err}");
+    assert_eq!(e.line(), Some(1), "{err}");
 }
 
 #[test]
