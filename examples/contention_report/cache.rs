@@ -8,7 +8,7 @@ use crate::cache_support::{
     caches, cpus, hit_ratio_table, oversubscribed, threads_label, workloads, CacheSpec, HitCache,
     Mix, Role, Runner, MIXES, THROUGHPUT_CAPACITY, THROUGHPUT_KEYS, THROUGHPUT_ZIPF,
 };
-use crate::{calibrate, median_row, ratio_row, Config, Plot, Section, Stats};
+use crate::{calibrate, interleaved, median_row, ratio_row, Config, Plot, Section, Stats};
 
 /// Requests per thread in every `--quick` throughput run.
 const QUICK_OPS: usize = 2_000;
@@ -146,8 +146,9 @@ pub(crate) fn cache_throughput_section(cfg: &Config) -> Section {
          (s = {THROUGHPUT_ZIPF}) keys over {THROUGHPUT_KEYS} keys; a cache of \
          {THROUGHPUT_CAPACITY} entries prefilled with the most popular keys; \
          gets and inserts mixed per the scenario\n\
-         - each point: one calibration/warm-up run, then {runs} measured runs \
-         of {}; cells are the median, in millions of requests per second\n\
+         - each point: one calibration/warm-up run of every cache, then {runs} \
+         measured runs of {}, interleaved across caches (one run of each per \
+         round); cells are the median, in millions of requests per second\n\
          - dashmap and flurry never evict: they are ceilings, not caches; the lock \
          baseline is the seeds' `TTLCache` ported to Rust (`Mutex<LruCache>` \
          with per-entry expiry and statistics)\n\
@@ -160,15 +161,20 @@ pub(crate) fn cache_throughput_section(cfg: &Config) -> Section {
         cpus()
     );
     for mix in MIXES {
-        let rows: Vec<Row> = caches()
+        let specs = caches();
+        let mut points: Vec<Vec<Stats>> = specs.iter().map(|_| Vec::new()).collect();
+        for &t in threads() {
+            for (column, stats) in points
+                .iter_mut()
+                .zip(measure_point(cfg, runs, mix, &specs, t))
+            {
+                column.push(stats);
+            }
+        }
+        let rows: Vec<Row> = specs
             .into_iter()
-            .map(|spec| Row {
-                spec,
-                points: threads()
-                    .iter()
-                    .map(|&t| measure_point(cfg, runs, mix, &spec, t))
-                    .collect(),
-            })
+            .zip(points)
+            .map(|(spec, points)| Row { spec, points })
             .collect();
         s.markdown.push_str(&mix_markdown(mix, &rows));
         s.plots.push(Plot {
@@ -192,25 +198,37 @@ pub(crate) fn cache_throughput_section(cfg: &Config) -> Section {
     s
 }
 
-/// Runs one point: a calibration/warm-up run, then the measured runs.
-fn measure_point(cfg: &Config, runs: usize, mix: Mix, spec: &CacheSpec, threads: usize) -> Stats {
-    let mut runner = (spec.start)(mix, threads);
-    let ops = ops_per_thread(cfg, runner.as_mut());
-    let mops = (0..runs)
-        .map(|_| {
-            let took = runner.run(ops);
-            (ops * threads) as f64 / took.as_secs_f64().max(1e-9) / 1e6
+/// Runs one point for every cache: a calibration/warm-up run of each, then
+/// the measured runs, interleaved (see [`interleaved`]).
+fn measure_point(
+    cfg: &Config,
+    runs: usize,
+    mix: Mix,
+    specs: &[CacheSpec],
+    threads: usize,
+) -> Vec<Stats> {
+    let mut set: Vec<(Box<dyn Runner>, usize)> = specs
+        .iter()
+        .map(|spec| {
+            let mut runner = (spec.start)(mix, threads);
+            let ops = ops_per_thread(cfg, runner.as_mut());
+            (runner, ops)
         })
         .collect();
-    let stats = Stats::of(mops);
-    eprintln!(
-        "{:<18} {:<40} {:<28} {:8.2} Mops/s",
-        mix.name,
-        spec.name,
-        threads_label(threads),
-        stats.median
-    );
-    stats
+    let all = interleaved(&mut set, runs, |(runner, ops)| {
+        let took = runner.run(*ops);
+        (*ops * threads) as f64 / took.as_secs_f64().max(1e-9) / 1e6
+    });
+    for (spec, stats) in specs.iter().zip(&all) {
+        eprintln!(
+            "{:<18} {:<40} {:<28} {:8.2} Mops/s",
+            mix.name,
+            spec.name,
+            threads_label(threads),
+            stats.median
+        );
+    }
+    all
 }
 
 /// Requests per thread for a run of about [`RUN_TARGET`] (fixed when quick).

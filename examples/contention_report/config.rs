@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::support::cpus;
-use crate::{Config, Plot, Section, Stats};
+use crate::{interleaved, Config, Plot, Section, Stats};
 
 #[path = "../../benches/support/config.rs"]
 #[allow(dead_code)]
@@ -29,15 +29,14 @@ fn run_target(cfg: &Config) -> Duration {
     }
 }
 
-/// Median Mops/s (and spread) of `which` at `readers` readers.
-fn measure(cfg: &Config, which: Impl, readers: usize, writer: bool, ops: u64) -> Stats {
-    let samples = (0..cfg.runs())
-        .map(|_| {
-            let r = run(which, readers, ops, writer);
-            (readers as u64 * ops) as f64 / r.elapsed.as_secs_f64() / 1e6
-        })
-        .collect();
-    Stats::of(samples)
+/// Median Mops/s (and spread) of every implementation at `readers`
+/// readers, each with its calibrated `ops`; runs interleaved (see
+/// [`interleaved`]).
+fn measure(cfg: &Config, impls: &mut [(Impl, u64)], readers: usize, writer: bool) -> Vec<Stats> {
+    interleaved(impls, cfg.runs(), |&mut (which, ops)| {
+        let r = run(which, readers, ops, writer);
+        (readers as u64 * ops) as f64 / r.elapsed.as_secs_f64() / 1e6
+    })
 }
 
 /// Read throughput table, plots and goal ratios.
@@ -55,21 +54,17 @@ pub(crate) fn config_section(cfg: &Config) -> Section {
         cfg.runs(),
         cpus()
     );
-    let ops: Vec<u64> = Impl::ALL
+    let mut impls: Vec<(Impl, u64)> = Impl::ALL
         .iter()
-        .map(|&i| calibrate(i, run_target(cfg)))
+        .map(|&i| (i, calibrate(i, run_target(cfg))))
         .collect();
     for writer in [false, true] {
-        let table: Vec<Vec<Stats>> = Impl::ALL
-            .iter()
-            .zip(&ops)
-            .map(|(&i, &n)| {
-                readers()
-                    .iter()
-                    .map(|&r| measure(cfg, i, r, writer, n))
-                    .collect()
-            })
-            .collect();
+        let mut table: Vec<Vec<Stats>> = Impl::ALL.iter().map(|_| Vec::new()).collect();
+        for &r in readers() {
+            for (row, stats) in table.iter_mut().zip(measure(cfg, &mut impls, r, writer)) {
+                row.push(stats);
+            }
+        }
         table_markdown(&mut s.markdown, writer, &table);
         goals_markdown(&mut s.markdown, writer, &table);
         let p = plot(writer, &table);

@@ -188,6 +188,26 @@ fn calibrate(
     }
 }
 
+/// The measured runs of several implementations at one point, interleaved:
+/// one run of each per round (ABCABC, not AAABBBCCC), so that a machine
+/// whose speed drifts during the sweep (the 2-CPU development VM has fast
+/// and slow phases minutes long, see docs/work.md) moves every
+/// implementation alike and the ratios stay fair. `once` times one run and
+/// returns its throughput; the result has one [`Stats`] per runner.
+fn interleaved<R>(
+    runners: &mut [R],
+    runs: usize,
+    mut once: impl FnMut(&mut R) -> f64,
+) -> Vec<Stats> {
+    let mut samples: Vec<Vec<f64>> = runners.iter().map(|_| Vec::with_capacity(runs)).collect();
+    for _ in 0..runs {
+        for (runner, s) in runners.iter_mut().zip(&mut samples) {
+            s.push(once(runner));
+        }
+    }
+    samples.into_iter().map(Stats::of).collect()
+}
+
 /// One markdown table row: `name`, then each point's median to 2 places.
 fn median_row(name: &str, points: &[Stats]) -> String {
     let cells: Vec<String> = points.iter().map(|s| format!("{:.2}", s.median)).collect();
@@ -371,8 +391,9 @@ fn method_notes(cfg: &Config) -> String {
          each producer pushes its values, each consumer pops its share; every run is verified \
          (count, sum, sum of squares, per-producer FIFO order)\n\
          - on full/empty: {} spin-loop hints, then `yield_now`, the same for every implementation\n\
-         - each point: one calibration/warm-up run, then {} measured runs of {run}; cells are the median, in \
-         millions of values transferred per second (Mops/s)\n\
+         - each point: one calibration/warm-up run of every implementation, then {} measured runs of {run}, \
+         interleaved across implementations (one run of each per round, so a drift in the machine's speed \
+         moves them alike); cells are the median, in millions of values transferred per second (Mops/s)\n\
          - oversubscribed: 2 × pairs > {} CPUs\n",
         support::SPIN_LIMIT,
         cfg.runs(),

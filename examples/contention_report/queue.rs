@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use crate::support::{
     cpus, oversubscribed, pairs_label, queues, Job, QueueSpec, Role, Runner, Scenario, SCENARIOS,
 };
-use crate::{calibrate, median_row, ratio_row, Config, Plot, Section, Stats, RUN_TARGET};
+use crate::{
+    calibrate, interleaved, median_row, ratio_row, Config, Plot, Section, Stats, RUN_TARGET,
+};
 
 /// Values per producer in every `--quick` run.
 pub(crate) const QUICK_PER_PRODUCER: u64 = 2_000;
@@ -42,15 +44,18 @@ pub(crate) fn throughput_section(cfg: &Config) -> Section {
         plots: Vec::new(),
     };
     for scenario in &SCENARIOS {
-        let rows: Vec<Row> = queues(scenario.kind)
+        let specs = queues(scenario.kind);
+        let mut points: Vec<Vec<Stats>> = specs.iter().map(|_| Vec::new()).collect();
+        for &p in pairs() {
+            let at_p = measure_point(cfg, scenario, &specs, p);
+            for (column, stats) in points.iter_mut().zip(at_p) {
+                column.push(stats);
+            }
+        }
+        let rows: Vec<Row> = specs
             .into_iter()
-            .map(|spec| Row {
-                spec,
-                points: pairs()
-                    .iter()
-                    .map(|&p| measure_point(cfg, scenario, &spec, p))
-                    .collect(),
-            })
+            .zip(points)
+            .map(|(spec, points)| Row { spec, points })
             .collect();
         s.markdown
             .push_str(&scenario_markdown(cfg, scenario, &rows));
@@ -59,31 +64,46 @@ pub(crate) fn throughput_section(cfg: &Config) -> Section {
     s
 }
 
-/// Runs one point: a calibration/warm-up run, then the measured runs.
-fn measure_point(cfg: &Config, scenario: &Scenario, spec: &QueueSpec, pairs: usize) -> Stats {
-    assert_eq!(
-        spec.kind, scenario.kind,
-        "{} in {}",
-        spec.name, scenario.name
-    );
-    let mut runner = (spec.start)(scenario.capacity, pairs);
-    let per_producer = values_per_producer(cfg, runner.as_mut(), RUN_TARGET);
-    let job = Job {
-        per_producer,
-        sample: false,
-    };
-    let mops = (0..cfg.runs()).map(|_| runner.run(job).mops()).collect();
-    let stats = Stats::of(mops);
-    eprintln!(
-        "{:<14} {:<16} {:<24} {:8.2} Mops/s (min {:.2}, max {:.2})",
-        scenario.name,
-        spec.name,
-        pairs_label(pairs),
-        stats.median,
-        stats.min,
-        stats.max
-    );
-    stats
+/// Runs one point for every implementation: a calibration/warm-up run of
+/// each, then the measured runs, interleaved (see [`interleaved`]).
+fn measure_point(
+    cfg: &Config,
+    scenario: &Scenario,
+    specs: &[QueueSpec],
+    pairs: usize,
+) -> Vec<Stats> {
+    let mut set: Vec<(Box<dyn Runner>, Job)> = specs
+        .iter()
+        .map(|spec| {
+            assert_eq!(
+                spec.kind, scenario.kind,
+                "{} in {}",
+                spec.name, scenario.name
+            );
+            let mut runner = (spec.start)(scenario.capacity, pairs);
+            let per_producer = values_per_producer(cfg, runner.as_mut(), RUN_TARGET);
+            let job = Job {
+                per_producer,
+                sample: false,
+            };
+            (runner, job)
+        })
+        .collect();
+    let all = interleaved(&mut set, cfg.runs(), |(runner, job)| {
+        runner.run(*job).mops()
+    });
+    for (spec, stats) in specs.iter().zip(&all) {
+        eprintln!(
+            "{:<14} {:<16} {:<24} {:8.2} Mops/s (min {:.2}, max {:.2})",
+            scenario.name,
+            spec.name,
+            pairs_label(pairs),
+            stats.median,
+            stats.min,
+            stats.max
+        );
+    }
+    all
 }
 
 /// Values per producer for a run of about `target` (fixed when quick); the

@@ -12,7 +12,7 @@ mod work_support;
 
 use work_support::{cpus, work_specs, Role, Runner, WorkSpec, BACKLOG};
 
-use crate::{calibrate, median_row, ratio_row, Config, Plot, Section, Stats};
+use crate::{calibrate, interleaved, median_row, ratio_row, Config, Plot, Section, Stats};
 
 /// Worker counts of the sweep (`--threads` overrides them).
 fn workers() -> &'static [usize] {
@@ -35,12 +35,17 @@ struct Row {
 /// Cycles per second against workers, with ratios to the lock baseline.
 pub(crate) fn work_section(cfg: &Config) -> Section {
     let started = Instant::now();
-    let rows: Vec<Row> = work_specs()
+    let specs = work_specs();
+    let mut points: Vec<Vec<Stats>> = specs.iter().map(|_| Vec::new()).collect();
+    for &w in workers() {
+        for (column, stats) in points.iter_mut().zip(measure(cfg, &specs, w)) {
+            column.push(stats);
+        }
+    }
+    let rows: Vec<Row> = specs
         .into_iter()
-        .map(|spec| Row {
-            spec,
-            points: workers().iter().map(|&w| measure(cfg, &spec, w)).collect(),
-        })
+        .zip(points)
+        .map(|(spec, points)| Row { spec, points })
         .collect();
     let mut md = String::from("## Work queue: add, claim, complete, remove\n\n");
     let _ = writeln!(
@@ -70,26 +75,32 @@ pub(crate) fn work_section(cfg: &Config) -> Section {
     }
 }
 
-/// One point: a calibration/warm-up run, then the measured runs.
-fn measure(cfg: &Config, spec: &WorkSpec, workers: usize) -> Stats {
-    let mut runner = (spec.start)(workers);
-    let cycles = cycles_per_worker(cfg, runner.as_mut());
-    let mops = (0..cfg.runs())
-        .map(|_| {
-            let took = runner.run(cycles);
-            (cycles * workers as u64) as f64 / took.as_secs_f64().max(1e-9) / 1e6
+/// One point for every implementation: a calibration/warm-up run of each,
+/// then the measured runs, interleaved (see [`interleaved`]).
+fn measure(cfg: &Config, specs: &[WorkSpec], workers: usize) -> Vec<Stats> {
+    let mut set: Vec<(Box<dyn Runner>, u64)> = specs
+        .iter()
+        .map(|spec| {
+            let mut runner = (spec.start)(workers);
+            let cycles = cycles_per_worker(cfg, runner.as_mut());
+            (runner, cycles)
         })
         .collect();
-    let stats = Stats::of(mops);
-    eprintln!(
-        "work           {:<24} {:<24} {:8.2} Mcycles/s (min {:.2}, max {:.2})",
-        spec.name,
-        work_support::workers_label(workers),
-        stats.median,
-        stats.min,
-        stats.max
-    );
-    stats
+    let all = interleaved(&mut set, cfg.runs(), |(runner, cycles)| {
+        let took = runner.run(*cycles);
+        (*cycles * workers as u64) as f64 / took.as_secs_f64().max(1e-9) / 1e6
+    });
+    for (spec, stats) in specs.iter().zip(&all) {
+        eprintln!(
+            "work           {:<24} {:<24} {:8.2} Mcycles/s (min {:.2}, max {:.2})",
+            spec.name,
+            work_support::workers_label(workers),
+            stats.median,
+            stats.min,
+            stats.max
+        );
+    }
+    all
 }
 
 /// Cycles per worker for a run of about [`RUN_TARGET`] (fixed when quick).
