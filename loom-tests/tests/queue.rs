@@ -117,6 +117,26 @@ fn bounded_push_races_pop_on_full() {
     });
 }
 
+/// A push that finds the queue full takes no ticket (it reads the free
+/// ring with loads), yet "full" is never stale: after a pop of a full
+/// queue of one, the popping thread's own push fails only if a racing push
+/// took the room first.
+#[test]
+fn bounded_full_is_never_stale() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1));
+        q.push(1).unwrap();
+        let producer = spawn_with(&q, move |q| q.push(2).is_ok());
+        let consumer = spawn_with(&q, move |q| (q.pop(), q.push(3).is_ok()));
+        let p2 = producer.join().unwrap();
+        let (popped, p3) = consumer.join().unwrap();
+        assert_eq!(popped, Some(1));
+        assert!(p2 || p3, "both pushes refused after the pop made room");
+        let rest = drain_bounded(&q);
+        assert_eq!(rest.len(), usize::from(p2) + usize::from(p3));
+    });
+}
+
 /// Two consumers race for one value: exactly one gets it.
 #[test]
 fn bounded_two_consumers_one_value() {

@@ -83,7 +83,7 @@ impl<T> SlotRing<T> {
     /// Appends `value`, or hands it back when there is no free slot or the
     /// ring is closed.
     pub(crate) fn push(&self, value: T) -> Result<(), SlotPushError<T>> {
-        let Some(index) = self.free.dequeue() else {
+        let Some(index) = self.free.dequeue_unless_empty() else {
             return Err(if self.is_closed() {
                 SlotPushError::Closed(value)
             } else {
