@@ -1383,3 +1383,71 @@ fn a_claim_keeps_the_last_error_it_was_claimed_with() {
         Some("third")
     );
 }
+
+/// Runs a `claim_timeout(timeout)` on a new thread; returns the claimed
+/// value and how long the call took.
+fn timed_claim(
+    q: &Arc<WorkQueue<u32>>,
+    timeout: Duration,
+) -> thread::JoinHandle<(Option<u32>, Duration)> {
+    let q = Arc::clone(q);
+    thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let got = q.claim_timeout(timeout).map(|c| *c.data());
+        (got, start.elapsed())
+    })
+}
+
+/// A queue whose failed items wait `backoff` before a retry, with one item
+/// claimed: `fail` it and it is due `backoff` later.
+fn one_item_backing_off(backoff: Duration) -> (Arc<WorkQueue<u32>>, Claim<u32>) {
+    let q = Arc::new(
+        WorkQueue::builder()
+            .retry_backoff(RetryBackoff::fixed(backoff))
+            .lease(Duration::from_secs(600))
+            .build()
+            .unwrap(),
+    );
+    q.add(7).unwrap();
+    let claim = q.claim().unwrap();
+    (q, claim)
+}
+
+/// An item due later wakes every waiter, not only the first in line: the
+/// first one here times out before the item is due (and used to take the
+/// only notification with it), yet the second claims the item when it is
+/// due, long before its own timeout (found in review). The bound only
+/// tells "woke when due" (0.3 s) from "slept to its timeout" (30 s).
+#[test]
+fn a_backoff_wakes_a_waiter_behind_one_that_times_out() {
+    let (q, claim) = one_item_backing_off(Duration::from_millis(300));
+    let first = timed_claim(&q, Duration::from_millis(150));
+    thread::sleep(Duration::from_millis(50));
+    let second = timed_claim(&q, Duration::from_secs(30));
+    thread::sleep(Duration::from_millis(50));
+    q.fail(&claim, "busy").unwrap();
+    assert_eq!(first.join().unwrap().0, None);
+    let (got, waited) = second.join().unwrap();
+    assert_eq!(got, Some(7));
+    assert!(waited < Duration::from_secs(15), "slept {waited:?}");
+}
+
+/// The same behind a `claim_async`, which has no timer and so cannot act
+/// on "due at t" itself.
+#[test]
+fn a_backoff_wakes_a_waiter_behind_an_async_one() {
+    let (q, claim) = one_item_backing_off(Duration::from_millis(300));
+    let waiting_async = {
+        let q = Arc::clone(&q);
+        thread::spawn(move || pollster::block_on(q.claim_async()).map(|c| *c.data()))
+    };
+    thread::sleep(Duration::from_millis(50));
+    let timed = timed_claim(&q, Duration::from_secs(30));
+    thread::sleep(Duration::from_millis(50));
+    q.fail(&claim, "busy").unwrap();
+    let (got, waited) = timed.join().unwrap();
+    assert_eq!(got, Some(7));
+    assert!(waited < Duration::from_secs(15), "slept {waited:?}");
+    q.close();
+    assert_eq!(waiting_async.join().unwrap(), None);
+}

@@ -73,6 +73,18 @@ impl Waiters {
         }
     }
 
+    /// Wakes every waiting consumer, if any, with the same producer half of
+    /// the protocol as [`notify_one`](Self::notify_one): for news only some
+    /// waiters can act on (the work queue's "an item is due at time t": a
+    /// waiter whose timeout comes first, or one with no timer, would drop a
+    /// single notification and leave the others asleep).
+    pub(crate) fn notify_every(&self) {
+        // SeqCst: the producer half of the protocol in the module docs.
+        if self.count.load(SeqCst) != 0 {
+            self.event.notify(usize::MAX);
+        }
+    }
+
     /// Wakes every waiting consumer (on close).
     pub(crate) fn notify_all(&self) {
         self.event.notify(usize::MAX);

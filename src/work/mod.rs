@@ -570,16 +570,18 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     }
 
     /// An item just became DELAYED until `not_before`: lowers `next_due`
-    /// and wakes a waiting worker, so that it sleeps until then at most.
+    /// and wakes every waiting worker, so that each sleeps until then at
+    /// most. Every one, not one: the one woken might time out first, or be
+    /// a `claim_async` (no timer), and drop the news (found in review).
     fn delayed(&self, not_before: u64) {
         // SeqCst: (1) Release, so that a promotion scan that takes
         // `next_due` with Acquire from this RMW's release sequence sees the
         // item DELAYED (the CAS before this); (2) the producer half of the
         // waiter protocol (`queue/waiters.rs`), with `recheck_after`'s
         // SeqCst load as the consumer half: either that load sees this
-        // time, or `notify_one` below sees the waiter.
+        // time, or `notify_every` below sees the waiter.
         self.next_due.fetch_min(not_before, SeqCst);
-        self.waiters.notify_one();
+        self.waiters.notify_every();
     }
 
     /// Puts every item whose retry backoff is over at the tail of the
@@ -647,11 +649,12 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
         false
     }
 
-    /// After a scan that left items waiting: a worker may have gone to sleep
-    /// while `next_due` read [`NOTHING_DUE`]; wake one to read it again.
+    /// After a scan that left items waiting: workers may have gone to sleep
+    /// while `next_due` read [`NOTHING_DUE`]; wake them to read it again
+    /// (every one, as in `delayed`).
     fn after_scan(&self, waiting: bool) {
         if waiting {
-            self.waiters.notify_one();
+            self.waiters.notify_every();
         }
     }
 
