@@ -566,3 +566,49 @@ fn async_changed_on_tokio() {
         assert_eq!(waiter.await.unwrap(), 3);
     });
 }
+
+/// A value whose drop panics once, when armed, for `PanicsOnDrop(0)`.
+#[derive(Clone, Debug)]
+struct PanicsOnDrop(u32);
+
+static DROP_PANIC_ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if self.0 == 0 && DROP_PANIC_ARMED.swap(false, SeqCst) {
+            panic!("drop of PanicsOnDrop(0), on purpose");
+        }
+    }
+}
+
+/// A commit whose history eviction drops the last owner of an old value,
+/// whose `drop` panics: the panic reaches the caller, but only after the
+/// commit is complete, so the next commit gets the next version and every
+/// subscriber sees it (found in review: the version used to repeat).
+#[test]
+fn a_panicking_drop_of_an_old_version_leaves_the_store_consistent() {
+    let store = ConfigStore::builder(PanicsOnDrop(0))
+        .history(2)
+        .build()
+        .unwrap();
+    let mut sub = store.subscribe();
+    let set = |n| {
+        move |p: &mut PanicsOnDrop| -> Result<(), ()> {
+            p.0 = n;
+            Ok(())
+        }
+    };
+    assert_eq!(store.update(set(1)).unwrap().get(), 2);
+    assert_eq!(sub.try_changed().unwrap().version().get(), 2);
+    DROP_PANIC_ARMED.store(true, SeqCst);
+    // Version 1 leaves the history of 2: its value is dropped and panics.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.update(set(2))));
+    assert!(panicked.is_err());
+    assert_eq!(store.load().version().get(), 3);
+    assert_eq!(sub.try_changed().unwrap().version().get(), 3);
+    assert_eq!(store.update(set(3)).unwrap().get(), 4);
+    let seen = sub
+        .try_changed()
+        .expect("the commit after the panic is seen");
+    assert_eq!((seen.0, seen.version().get()), (3, 4));
+}

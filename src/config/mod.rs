@@ -304,9 +304,10 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
                 .map_err(UpdateError::Persist)?;
         }
         let committed = Arc::new(Committed::new(version, draft));
-        let callbacks = self.shared.publish(&mut writer, Arc::clone(&committed));
+        let (callbacks, evicted) = self.shared.publish(&mut writer, Arc::clone(&committed));
         drop(writer);
         self.shared.notify(committed, callbacks);
+        drop(evicted);
         Ok(version)
     }
 
@@ -403,27 +404,35 @@ impl<T> Shared<T> {
     }
 
     /// Makes `committed` the current value. Called under the writer lock;
-    /// returns the callbacks to run once it is released.
+    /// returns the callbacks to run once it is released, and the version
+    /// that left the history, which the caller drops last (after the lock
+    /// and the callbacks): it may own the last reference to its value, and
+    /// a `T::drop` that panics must find the commit complete, not the
+    /// readers on a version the writer does not know (found in review).
     fn publish(
         &self,
         writer: &mut WriterState<T>,
         committed: Arc<Committed<T>>,
-    ) -> Vec<Callback<T>> {
+    ) -> (Vec<Callback<T>>, Option<Arc<Committed<T>>>) {
         let version = committed.version().get();
-        self.cell.store(Arc::clone(&committed));
+        let evicted = if writer.history.len() == writer.history_len {
+            writer.history.pop_front()
+        } else {
+            None
+        };
+        writer.history.push_back(Arc::clone(&committed));
+        // Still in the history (or in `evicted`): not its last reference.
+        let _previous = std::mem::replace(&mut writer.current, Arc::clone(&committed));
+        self.cell.store(committed);
         // SeqCst: the writer half of the subscription protocol (see
         // `subscribe.rs`): after the cell, before notifying.
         self.published.store(version, SeqCst);
-        if writer.history.len() == writer.history_len {
-            writer.history.pop_front();
-        }
-        writer.history.push_back(Arc::clone(&committed));
-        writer.current = committed;
-        writer
+        let callbacks = writer
             .callbacks
             .iter()
             .map(|(_, c)| Arc::clone(c))
-            .collect()
+            .collect();
+        (callbacks, evicted)
     }
 }
 

@@ -571,9 +571,10 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
             .write(&value, version)
             .map_err(UpdateError::Persist)?;
         let committed = Arc::new(Committed::new(version, value));
-        let callbacks = self.shared.publish(&mut writer, Arc::clone(&committed));
+        let (callbacks, evicted) = self.shared.publish(&mut writer, Arc::clone(&committed));
         drop(writer);
         self.shared.notify(committed, callbacks);
+        drop(evicted);
         Ok(version)
     }
 }
