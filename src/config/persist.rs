@@ -185,6 +185,11 @@ fn sibling(dir: &Path, name: &OsString, suffix: &str) -> PathBuf {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), PersistError> {
+    #[cfg(test)]
+    if tests::FAIL_DIR_SYNC.with(std::cell::Cell::get) {
+        let e = io::Error::other("folder sync failed (injected by a test)");
+        return Err(PersistError::io(dir, "sync the folder", e));
+    }
     #[cfg(unix)]
     {
         File::open(dir)
@@ -294,14 +299,41 @@ impl<T> Persister<T> {
         file.sync_all()
             .map_err(|e| PersistError::io(temp, "sync", e))?;
         drop(file);
-        if self.main_is_good && self.path.exists() {
+        let backed_up = self.main_is_good && self.path.exists();
+        if backed_up {
             self.keep_backup()?;
         }
         fs::rename(temp, &self.path)
             .map_err(|e| PersistError::io(&self.path, "replace the file", e))?;
-        sync_dir(&self.dir)?;
+        if let Err(e) = sync_dir(&self.dir) {
+            // The caller reports the commit as failed and keeps the old
+            // version in memory: put the old file back so that the file
+            // agrees (best effort: the folder is failing), rather than
+            // leave the refused version to be numbered again by the next
+            // commit (found in review).
+            if backed_up {
+                self.restore_backup();
+            }
+            return Err(e);
+        }
         self.main_is_good = true;
         Ok(())
+    }
+
+    /// Puts the backup's contents back as the file, atomically (through a
+    /// temporary link renamed over it); errors are ignored.
+    fn restore_backup(&self) {
+        let link = sibling(&self.dir, &self.name, ".tmp.bak");
+        let _ = fs::remove_file(&link);
+        let linked = fs::hard_link(self.backup_path(), &link).is_ok()
+            || fs::copy(self.backup_path(), &link)
+                .and_then(|_| File::open(&link)?.sync_all())
+                .is_ok();
+        if linked && fs::rename(&link, &self.path).is_ok() {
+            let _ = sync_dir(&self.dir);
+        } else {
+            let _ = fs::remove_file(&link);
+        }
     }
 
     /// Makes the current file the backup, atomically.
@@ -436,10 +468,18 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
         let Ok(Some((version, value))) = self.load_file(persister, &backup) else {
             return Err(error);
         };
+        // The bad file is copied aside, not moved: the file must exist at
+        // every moment, or a crash here would leave only the backup, which
+        // the next open would ignore and the next commit overwrite (found
+        // in review). The backup's contents then replace it by the usual
+        // atomic rename, which leaves the backup as it is.
         let aside = sibling(&persister.dir, &persister.name, ".corrupt");
-        fs::rename(&persister.path, &aside).map_err(|e| {
-            OpenError::Persist(PersistError::io(&aside, "set the bad file aside", e))
-        })?;
+        let _ = fs::remove_file(&aside);
+        fs::hard_link(&persister.path, &aside)
+            .or_else(|_| fs::copy(&persister.path, &aside).map(|_| ()))
+            .map_err(|e| {
+                OpenError::Persist(PersistError::io(&aside, "set the bad file aside", e))
+            })?;
         persister.main_is_good = false;
         persister
             .write(&value, version)
@@ -576,5 +616,76 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         self.shared.notify(committed, callbacks);
         drop(evicted);
         Ok(version)
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::cell::Cell;
+    use std::fs;
+
+    use crate::config::{ConfigStore, UpdateError};
+
+    thread_local! {
+        /// Makes `sync_dir` fail on this thread (fault injection).
+        pub(crate) static FAIL_DIR_SYNC: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// A commit whose folder sync fails after the rename is reported as
+    /// failed and leaves the old file in place, so the file and memory
+    /// agree and the next commit's version is not taken twice.
+    #[test]
+    fn a_failed_folder_sync_puts_the_old_file_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.json");
+        let store = ConfigStore::open(&path, 1u32).unwrap();
+        let set = |n| {
+            move |v: &mut u32| -> Result<(), ()> {
+                *v = n;
+                Ok(())
+            }
+        };
+        store.update(set(2)).unwrap();
+        let before = fs::read_to_string(&path).unwrap();
+        FAIL_DIR_SYNC.with(|f| f.set(true));
+        let err = store.update(set(3)).unwrap_err();
+        FAIL_DIR_SYNC.with(|f| f.set(false));
+        assert!(matches!(err, UpdateError::Persist(_)), "{err:?}");
+        assert_eq!(*store.load(), 2);
+        assert_eq!(fs::read_to_string(&path).unwrap(), before);
+        assert_eq!(store.update(set(4)).unwrap().get(), 3);
+        drop(store);
+        let again = ConfigStore::open(&path, 0u32).unwrap();
+        assert_eq!((*again.load(), again.load().version().get()), (4, 3));
+    }
+
+    /// Recovery copies the bad file aside and replaces it atomically: the
+    /// file exists at every step, and the backup survives.
+    #[test]
+    fn recovery_keeps_the_file_in_place_and_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.json");
+        let store = ConfigStore::open(&path, 1u32).unwrap();
+        store
+            .update(|v: &mut u32| -> Result<(), ()> {
+                *v = 2;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        fs::write(&path, "{ broken").unwrap();
+        let backup = fs::read_to_string(dir.path().join("n.json.bak")).unwrap();
+        let (store, why) = ConfigStore::open_or_recover(&path, 0u32).unwrap();
+        assert!(why.is_some());
+        assert_eq!(*store.load(), 1);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("n.json.corrupt")).unwrap(),
+            "{ broken"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("n.json.bak")).unwrap(),
+            backup
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), backup);
     }
 }
