@@ -2,7 +2,7 @@
 //! the ARC traces (OLTP, P3) and synthetic Zipf and scan-mixed workloads.
 //!
 //! ```text
-//! cargo run --release --example cache_hit_ratio [-- --quick] [-- --held-out]
+//! cargo run --release --example cache_hit_ratio [-- [--quick] [--held-out]]
 //! ```
 //!
 //! Prints one markdown table per workload (hit ratios in percent).
@@ -19,9 +19,28 @@ mod cache_support;
 
 use cache_support::{cpus, held_out_workloads, hit_ratio_table, workloads, HitCache};
 
+/// What `--help` prints.
+const USAGE: &str = "usage: cache_hit_ratio [--quick] [--held-out]\n  \
+    --quick     short streams (a smoke test)\n  \
+    --held-out  the held-out workloads instead of the traces and tuning streams\n\
+    HIT_RATIO_ONLY=zipf,P3 (environment) keeps the workloads whose name contains a word";
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let held_out = std::env::args().any(|a| a == "--held-out");
+    let (mut quick, mut held_out) = (false, false);
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--held-out" => held_out = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return;
+            }
+            _ => {
+                eprintln!("unknown argument {arg:?}\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
     let started = std::time::Instant::now();
     // HIT_RATIO_ONLY=zipf,P3 restricts the run to workloads whose name
     // contains one of the words.

@@ -11,7 +11,7 @@
 //! state). Memory retired through crossbeam-epoch is then collected, and
 //! the live bytes at the end, less those before the cache was built, are
 //! divided by the resident entries: everything the cache holds counts,
-//! including what it allocates up front (a table sized for the capacity).
+//! including its tables (which grow with the entries) and ghost history.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::num::NonZeroUsize;
@@ -76,6 +76,15 @@ fn measure<C>(
 }
 
 fn main() {
+    if let Some(arg) = std::env::args().nth(1) {
+        let usage = "usage: cache_memory (no arguments): bytes per entry of each cache";
+        if arg == "-h" || arg == "--help" {
+            println!("{usage}");
+            return;
+        }
+        eprintln!("unknown argument {arg:?}\n{usage}");
+        std::process::exit(2);
+    }
     let rows: Vec<(&str, (f64, usize))> = vec![
         (
             "unlocked",

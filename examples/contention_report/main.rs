@@ -299,21 +299,37 @@ fn parse_args() -> Res<Config> {
                     .ok_or("--sections needs a list such as queue,work")?;
                 cfg.sections = Some(parse_sections(&list)?);
             }
-            _ => {
-                return Err(format!(
-                    "unknown argument {arg:?}; usage: [--quick] [--out DIR] \
-                     [--threads 1,2,4,8] [--sections queue,work,...]"
-                )
-                .into())
+            "-h" | "--help" => {
+                println!("{}", usage());
+                std::process::exit(0);
             }
+            _ => return Err(format!("unknown argument {arg:?}\n{}", usage()).into()),
         }
     }
     Ok(cfg)
 }
 
+/// What `--help` prints.
+fn usage() -> String {
+    let known: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+    format!(
+        "usage: contention_report [--quick] [--out DIR] [--threads 1,2,4,8] \
+         [--sections LIST]\n  \
+         --quick          tiny runs, one each: a smoke test, not figures\n  \
+         --out DIR        where report.md and the SVG plots go \
+         (default target/contention-report)\n  \
+         --threads LIST   thread counts for every section (default: each section's own)\n  \
+         --sections LIST  only these sections, of: {}",
+        known.join(",")
+    )
+}
+
 /// Runs every section, writes the report and its plots, prints the report.
 fn main() -> Res<()> {
-    let cfg = parse_args()?;
+    let cfg = parse_args().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
     std::fs::create_dir_all(&cfg.out)?;
     let started = Instant::now();
     let mut md = String::from("# unlocked contention report\n\n");

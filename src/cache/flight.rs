@@ -8,7 +8,7 @@
 //! late caller finds one or the other), and then either joins the key's
 //! [`Flight`] or adds one and becomes its leader.
 //!
-//! The leader's [`Leader`] guard ends the flight in every case: on success
+//! The leader's `Leader` guard (in `cache/mod.rs`) ends the flight in every case: on success
 //! it publishes `Done(value)`, then inserts and leaves the list; if it is
 //! dropped unfinished (the loader panicked, returned an error, or the async
 //! caller's future was dropped) it leaves the list and publishes

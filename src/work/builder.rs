@@ -72,7 +72,7 @@ impl<T: Send + Sync + 'static> WorkQueueBuilder<T> {
 
     /// How many attempts (failures and expired leases) an item gets before
     /// it becomes a dead letter. Default [`DEFAULT_MAX_ATTEMPTS`]; at most
-    /// [`MAX_ATTEMPTS`](crate::work::MAX_ATTEMPTS).
+    /// [`MAX_ATTEMPTS`].
     ///
     /// # Examples
     /// ```
@@ -169,7 +169,7 @@ impl<T: Send + Sync + 'static> WorkQueueBuilder<T> {
     ///
     /// # Errors
     /// A [`BuildError`] saying which setting is wrong: `max_size(0)`,
-    /// `max_attempts(0)` or above [`MAX_ATTEMPTS`](crate::work::MAX_ATTEMPTS),
+    /// `max_attempts(0)` or above [`MAX_ATTEMPTS`],
     /// a zero `lease`, or a [`RetryBackoff`] whose `base` is zero or whose
     /// `max` is below its `base`.
     ///

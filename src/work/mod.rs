@@ -144,7 +144,7 @@ const NOTHING_DUE: u64 = u64::MAX;
 ///     })
 ///     .collect();
 /// let total: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
-/// assert_eq!(total, (0..100).sum());
+/// assert_eq!(total, (0..100u64).sum::<u64>());
 /// assert_eq!(q.counts().completed, 100);
 /// ```
 pub struct WorkQueue<T> {
