@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::{Handle, Policy, Tuning};
+use super::{Handle, Policy, Tuning, TWO_READS_FROM_PERCENT};
 
 /// An entry of the harness.
 #[derive(Debug)]
@@ -188,6 +188,49 @@ fn a_single_key_stays_resident() {
         sim.access(k);
     }
     assert!(sim.get(1), "a key read between every insert was evicted");
+}
+
+/// `resident` for a key without reading it (no counter bump).
+fn resident(sim: &Sim, key: u64) -> bool {
+    sim.table.contains_key(&key)
+}
+
+/// With a long probation (small at 30%, at least the two-reads share), a
+/// key read once in small goes round small once more instead of moving to
+/// main, and leaves if it is not read again; a key read twice moves to
+/// main. With promotion at one read (the paper's rule) the first key moves
+/// to main too.
+#[test]
+fn a_long_probation_promotes_at_two_reads() {
+    let long_probation = |two_reads_from_percent| Tuning {
+        small_percent: 30,
+        probe_percent: 0,
+        two_reads_from_percent,
+        ..Tuning::DEFAULT
+    };
+    for (two_reads, once_read_survives) in [(TWO_READS_FROM_PERCENT, false), (0, true)] {
+        let mut sim = Sim::with_tuning(100, long_probation(two_reads));
+        // Keys read twice: they fill main at the first evictions.
+        for k in 1000..1070 {
+            sim.insert(k);
+            assert!(sim.get(k) && sim.get(k));
+        }
+        for k in 0..30 {
+            sim.insert(k);
+        }
+        assert!(sim.get(0));
+        assert!(sim.get(1) && sim.get(1));
+        // Three turnovers of small with new keys never read.
+        for k in 2000..2090 {
+            sim.insert(k);
+        }
+        assert!(resident(&sim, 1), "a key read twice reached main");
+        assert_eq!(
+            resident(&sim, 0),
+            once_read_survives,
+            "two reads from {two_reads}%"
+        );
+    }
 }
 
 #[test]

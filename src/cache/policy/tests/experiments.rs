@@ -184,6 +184,7 @@ fn hit_ratios() {
                     "step" => t.step_permille = val.parse().unwrap(),
                     "fixed" => t.probe_percent = 0,
                     "nospill" => t.spill = false,
+                    "two" => t.two_reads_from_percent = val.parse().unwrap(),
                     "small" => t.small_percent = val.parse().unwrap(),
                     "ghost" => t.ghost_percent = val.parse().unwrap(),
                     _ => panic!("unknown {k}"),
