@@ -1335,20 +1335,3 @@ fn stress_weight_bound() {
         weighted_concurrent(8, 200_000);
     }
 }
-
-/// Values the cache evicted, replaced or removed are dropped by the time
-/// dropping the cache returns (no other thread is pinned here), without
-/// waiting for the collector.
-#[test]
-fn dropping_the_cache_drops_every_value_it_was_given() {
-    let live = Arc::new(AtomicIsize::new(0));
-    let n = scaled(20_000, 200) as u64;
-    {
-        let cache = Cache::new(10);
-        for i in 0..n {
-            cache.insert(i % 500, Tracked::new(i, &live));
-        }
-        cache.remove(&3);
-    }
-    assert_eq!(live.load(SeqCst), 0);
-}

@@ -1324,34 +1324,6 @@ fn stress_drops_with_reaper_removers_and_workers() {
     assert_eq!(drops_after_flush(&drops, n), n);
 }
 
-/// Items removed before the queue is dropped are dropped by the time
-/// dropping the queue returns (no other thread is pinned here), without
-/// waiting for the collector.
-#[test]
-fn dropping_the_queue_drops_every_item_it_was_given() {
-    let drops = Arc::new(AtomicUsize::new(0));
-    let n = scaled(5_000, 100);
-    {
-        let q = WorkQueue::new();
-        for _ in 0..n {
-            let id = q
-                .add(Tracked {
-                    drops: Arc::clone(&drops),
-                })
-                .unwrap();
-            let claim = q.claim().unwrap();
-            q.complete(&claim).unwrap();
-            drop(claim);
-            q.remove(id).unwrap();
-        }
-        q.add(Tracked {
-            drops: Arc::clone(&drops),
-        })
-        .unwrap();
-    }
-    assert_eq!(drops.load(SeqCst), n + 1);
-}
-
 /// A claim shows the item as it was when claimed: its own `fail`, or a
 /// later holder's, does not change its `last_error`.
 #[test]

@@ -1,0 +1,62 @@
+//! Dropping a cache or a work queue drops every value it was given, evicted
+//! and removed ones included, by the time the drop returns, as long as no
+//! other thread is pinned in crossbeam-epoch at that moment. That is why
+//! this file holds a single test: the test harness runs the tests of one
+//! file on parallel threads, which would pin.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+
+use common::scaled;
+use unlocked::{Cache, WorkQueue};
+
+/// Counts its drops (clones count too: the cache clones values out).
+struct Counted(Arc<AtomicUsize>);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        // A clone is one more value to drop: count it as dropped already,
+        // so that `drops` ends at the number of values put in.
+        self.0.fetch_sub(1, SeqCst);
+        Counted(Arc::clone(&self.0))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn dropping_a_structure_drops_every_value_it_was_given() {
+    // A cache of 10 that evicted, replaced and removed most of its values.
+    let drops = Arc::new(AtomicUsize::new(0));
+    let n = scaled(20_000, 200) as u64;
+    {
+        let cache = Cache::new(10);
+        for i in 0..n {
+            cache.insert(i % 500, Counted(Arc::clone(&drops)));
+        }
+        cache.remove(&3);
+    }
+    assert_eq!(drops.load(SeqCst), n as usize, "cache");
+
+    // A work queue whose items were claimed, completed and removed.
+    let drops = Arc::new(AtomicUsize::new(0));
+    let n = scaled(5_000, 100);
+    {
+        let q = WorkQueue::new();
+        for _ in 0..n {
+            let id = q.add(Counted(Arc::clone(&drops))).unwrap();
+            let claim = q.claim().unwrap();
+            q.complete(&claim).unwrap();
+            drop(claim);
+            q.remove(id).unwrap();
+        }
+        q.add(Counted(Arc::clone(&drops))).unwrap();
+    }
+    assert_eq!(drops.load(SeqCst), n + 1, "work queue");
+}
