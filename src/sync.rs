@@ -234,27 +234,30 @@ pub(crate) mod epoch {
         pub(crate) fn flush(&self) {}
     }
 
-    /// Pin-and-flush rounds of [`collect_garbage`]: each hands this
-    /// thread's retired objects to the collector, advances the global epoch
-    /// if no thread pins an older one, and frees up to eight bags of 64
-    /// objects that are two epochs old.
-    #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
-    const COLLECT_ROUNDS: usize = 32;
-
     /// For `Drop` of a structure that retires user values (cache entries,
     /// work items): frees what this thread and the threads that have exited
     /// retired, unless another thread is pinned at that moment (then those
     /// objects are freed by a later collection, as usual). Without it a
     /// single-threaded program would see values it evicted or removed
-    /// dropped only at some later operation. A few microseconds.
-    pub(crate) fn collect_garbage() {
+    /// dropped only at some later operation.
+    ///
+    /// `retired` is an upper bound on the objects the structure ever
+    /// retired. Each pin-and-flush round hands this thread's retired
+    /// objects to the collector, advances the global epoch if no thread
+    /// pins an older one, and frees up to eight bags of 64 objects that are
+    /// two epochs old; most were freed during normal operation already, so
+    /// a few rounds plus one per 256 retired objects is plenty. A round with
+    /// nothing to do costs a few nanoseconds.
+    pub(crate) fn collect_garbage(retired: u64) {
         // Under loom nothing is ever freed (see `defer_unchecked`); under
         // shuttle, garbage of an earlier execution must not be dropped in
         // this one (see `ptr_get_mut`).
         #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
-        for _ in 0..COLLECT_ROUNDS {
+        for _ in 0..4 + (retired / 256).min(1 << 16) {
             pin().flush();
         }
+        #[cfg(any(unlocked_loom, feature = "shuttle"))]
+        let _ = retired;
     }
 }
 

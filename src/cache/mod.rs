@@ -202,8 +202,10 @@ impl<K, V, S> Drop for Cache<K, V, S> {
         // The entries this cache evicted, replaced or removed wait in the
         // epoch collector; free them now (the linked ones go with the
         // shards), so that dropping the cache drops every value it was
-        // given unless another thread is pinned at this moment.
-        crate::sync::epoch::collect_garbage();
+        // given unless another thread is pinned at this moment. Each entry
+        // retired was an update, an eviction, an expiration or a removal.
+        let s = self.stats();
+        crate::sync::epoch::collect_garbage(s.updates + s.evictions + s.expirations + s.removals);
     }
 }
 
