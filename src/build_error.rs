@@ -25,7 +25,7 @@ use crate::config::ValidationError;
 /// let err = ConfigStore::builder(0).history(0).build().unwrap_err();
 /// assert_eq!(err, BuildError::ZeroHistory);
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum BuildError {
     /// Cache: `max_capacity` was 0 or never set.
@@ -111,7 +111,7 @@ impl Error for BuildError {
 }
 
 /// Equal variants; two `InvalidInitial`s are equal when the same validator
-/// said the same thing.
+/// said the same thing (its message), so this is an equivalence: `Eq`.
 impl PartialEq for BuildError {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
@@ -120,6 +120,24 @@ impl PartialEq for BuildError {
             }
             (BuildError::InvalidRetryBackoff(a), BuildError::InvalidRetryBackoff(b)) => a == b,
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for BuildError {}
+
+/// Consistent with `PartialEq`: the variant, and for `InvalidInitial` the
+/// validator and its message.
+impl std::hash::Hash for BuildError {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            BuildError::InvalidInitial(e) => {
+                e.validator().hash(state);
+                e.to_string().hash(state);
+            }
+            BuildError::InvalidRetryBackoff(why) => why.hash(state),
+            _ => {}
         }
     }
 }

@@ -330,3 +330,44 @@ fn failing_workers_with_retry_backoff_reaper_remover() {
         },
     );
 }
+
+/// A claim shows the item's last error as of the claim: a reaper that
+/// expires the new lease between the claim and the claim's read of the
+/// record (found in review) must not make a first claim report "lease
+/// expired".
+#[test]
+fn a_first_claim_never_shows_its_own_expiry() {
+    const LEASE: Duration = Duration::from_secs(1);
+    shuttle_support::explore(
+        "first_claim_last_error",
+        DEFAULT_ITERATIONS,
+        PCT_DEPTH,
+        || {
+            let clock = ManualClock::new();
+            let q = Arc::new(
+                WorkQueue::builder()
+                    .max_attempts(3)
+                    .lease(LEASE)
+                    .clock(clock.clone())
+                    .build()
+                    .unwrap(),
+            );
+            q.add(7u32).unwrap();
+            let w = Arc::clone(&q);
+            let worker = thread::spawn(move || w.claim().map(|c| c.last_error()));
+            let r = Arc::clone(&q);
+            let reaper = thread::spawn(move || {
+                clock.advance(LEASE);
+                r.reap_expired()
+            });
+            let seen = worker.join().unwrap();
+            let reaped = reaper.join().unwrap();
+            if let Some(seen) = seen {
+                assert_eq!(
+                    seen, None,
+                    "a first claim showed a reason (reaped {reaped})"
+                );
+            }
+        },
+    );
+}

@@ -383,19 +383,22 @@ impl<H: Handle> Policy<H> {
             // free share), a read one moves to main with its counter reset
             // (with a long probation, one read once goes round small again
             // instead; each handle at most once per call, so this ends even
-            // while readers keep reading).
-            let mut second_rounds = if self.needs_two_reads() {
-                self.small.len()
-            } else {
-                0
-            };
+            // while readers keep reading: at most twice small's length).
+            let two_reads = self.needs_two_reads();
+            // Handles popped after the first `before` were sent round by
+            // this call (nothing else is pushed meanwhile): read once, so
+            // they move to main rather than leave (found in review).
+            let before = self.small.len();
+            let mut popped = 0;
             while let Some(h) = self.small.pop_front() {
+                popped += 1;
                 if !h.is_live() {
                     continue;
                 }
-                let f = h.frequency();
-                if f == 1 && second_rounds > 0 {
-                    second_rounds -= 1;
+                let mut f = h.frequency();
+                if popped > before {
+                    f = f.max(1);
+                } else if f == 1 && two_reads {
                     h.set_frequency(0);
                     self.small.push_back(h);
                     continue;

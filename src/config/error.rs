@@ -4,6 +4,7 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::Version;
 
@@ -25,15 +26,19 @@ pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
 /// assert_eq!(invalid.validator(), 0);
 /// assert!(invalid.to_string().contains("port below 1024"));
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ValidationError {
     validator: usize,
-    source: BoxError,
+    /// Shared, so that the error (and a `BuildError` holding it) is `Clone`.
+    source: Arc<dyn Error + Send + Sync + 'static>,
 }
 
 impl ValidationError {
     pub(crate) fn new(validator: usize, source: BoxError) -> Self {
-        Self { validator, source }
+        Self {
+            validator,
+            source: Arc::from(source),
+        }
     }
 
     /// Which validator refused: its position in the order they were added,

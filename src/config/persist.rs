@@ -320,19 +320,19 @@ impl<T> Persister<T> {
         Ok(())
     }
 
-    /// Puts the backup's contents back as the file, atomically (through a
-    /// temporary link renamed over it); errors are ignored.
+    /// Puts the backup's contents back as the file, atomically (a synced
+    /// copy renamed over it: a copy, not a hard link, so that an edit of
+    /// the file in place cannot change the backup; found in review);
+    /// errors are ignored.
     fn restore_backup(&self) {
-        let link = sibling(&self.dir, &self.name, ".tmp.bak");
-        let _ = fs::remove_file(&link);
-        let linked = fs::hard_link(self.backup_path(), &link).is_ok()
-            || fs::copy(self.backup_path(), &link)
-                .and_then(|_| File::open(&link)?.sync_all())
-                .is_ok();
-        if linked && fs::rename(&link, &self.path).is_ok() {
+        let temp = self.temp_path();
+        let copied = fs::copy(self.backup_path(), &temp)
+            .and_then(|_| File::open(&temp)?.sync_all())
+            .is_ok();
+        if copied && fs::rename(&temp, &self.path).is_ok() {
             let _ = sync_dir(&self.dir);
         } else {
-            let _ = fs::remove_file(&link);
+            let _ = fs::remove_file(&temp);
         }
     }
 
@@ -687,5 +687,35 @@ pub(super) mod tests {
             backup
         );
         assert_eq!(fs::read_to_string(&path).unwrap(), backup);
+    }
+
+    /// The file put back after a failed folder sync is a copy of the
+    /// backup, not a second link to it: editing the file in place leaves
+    /// the backup intact, so a broken edit can still be recovered (found in
+    /// review).
+    #[test]
+    fn a_restored_file_does_not_share_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.json");
+        let store = ConfigStore::open(&path, 1u32).unwrap();
+        let set = |n| {
+            move |v: &mut u32| -> Result<(), ()> {
+                *v = n;
+                Ok(())
+            }
+        };
+        store.update(set(2)).unwrap();
+        store.update(set(3)).unwrap();
+        FAIL_DIR_SYNC.with(|f| f.set(true));
+        assert!(store.update(set(4)).is_err());
+        FAIL_DIR_SYNC.with(|f| f.set(false));
+        drop(store);
+        let backup = dir.path().join("n.json.bak");
+        let before = fs::read_to_string(&backup).unwrap();
+        fs::write(&path, "{ broken").unwrap();
+        assert_eq!(fs::read_to_string(&backup).unwrap(), before);
+        let (store, why) = ConfigStore::open_or_recover(&path, 0u32).unwrap();
+        assert!(why.is_some());
+        assert_eq!(*store.load(), 3);
     }
 }

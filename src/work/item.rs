@@ -125,11 +125,6 @@ impl<T> Item<T> {
             .map_err(State)
     }
 
-    /// The last failure reason, if any.
-    pub(crate) fn last_error(&self) -> Option<Arc<str>> {
-        self.last_error_in(&epoch::pin())
-    }
-
     /// The last failure reason if an attempt before claim `seq` recorded
     /// it (a reason recorded by claim `seq` itself or a later one: `None`).
     pub(crate) fn last_error_before(&self, seq: u32) -> Option<Arc<str>> {
@@ -141,18 +136,20 @@ impl<T> Item<T> {
         seq_newer(seq, record.seq).then(|| Arc::clone(&record.reason))
     }
 
-    /// As [`last_error`](Self::last_error), without pinning when the item
-    /// never failed (what `claim` reads for its `Claim`).
-    pub(crate) fn last_error_if_any(&self) -> Option<Arc<str>> {
+    /// [`last_error_before`](Self::last_error_before) claim `seq`, without
+    /// pinning when the item never failed: what `claim` keeps in its
+    /// `Claim` (a reason a reaper or a later holder records between the
+    /// claim and this read is not the claim's to show; found in review).
+    pub(crate) fn last_error_before_claim(&self, seq: u32) -> Option<Arc<str>> {
         // Acquire: as in `last_error_in`. A record is only ever replaced by
         // another, never removed, so null means the item never failed.
         if self.last_error.load(Acquire).is_null() {
             return None;
         }
-        self.last_error()
+        self.last_error_before(seq)
     }
 
-    /// [`last_error`](Self::last_error) under the caller's guard.
+    /// The last failure reason, if any, under the caller's guard.
     pub(crate) fn last_error_in(&self, _guard: &Guard) -> Option<Arc<str>> {
         // Acquire: pairs with the AcqRel CAS in `set_last_error`, making
         // the boxed record's contents visible.

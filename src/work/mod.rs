@@ -358,7 +358,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
             match item.cas(state, new) {
                 Ok(()) => {
                     return Some(Claim {
-                        last_error: item.last_error_if_any(),
+                        last_error: item.last_error_before_claim(new.seq()),
                         item,
                         seq: new.seq(),
                         attempts,

@@ -233,6 +233,32 @@ fn a_long_probation_promotes_at_two_reads() {
     }
 }
 
+/// When every live key in small was read once, the call that sends them
+/// round again must not then evict one of them (it was read once): it
+/// moves to main, as with promotion at one read (found in review).
+#[test]
+fn a_key_sent_round_is_not_evicted_by_the_same_call() {
+    let tuning = Tuning {
+        small_percent: 30,
+        probe_percent: 0,
+        two_reads_from_percent: TWO_READS_FROM_PERCENT,
+        ..Tuning::DEFAULT
+    };
+    let mut sim = Sim::with_tuning(100, tuning);
+    for k in 1000..1070 {
+        sim.insert(k);
+        assert!(sim.get(k) && sim.get(k));
+    }
+    for k in 0..30 {
+        sim.insert(k);
+    }
+    for k in 0..30 {
+        assert!(sim.get(k));
+    }
+    sim.insert(5000);
+    assert!(resident(&sim, 0), "key 0, read once, was evicted");
+}
+
 #[test]
 fn frequently_read_keys_survive_a_scan() {
     let capacity = 100;
