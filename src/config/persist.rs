@@ -631,6 +631,24 @@ pub(super) mod tests {
         pub(crate) static FAIL_DIR_SYNC: Cell<bool> = const { Cell::new(false) };
     }
 
+    /// Commits `n` to `store`.
+    fn set(store: &ConfigStore<u32>, n: u32) -> Result<u64, UpdateError<()>> {
+        store
+            .update(|v: &mut u32| -> Result<(), ()> {
+                *v = n;
+                Ok(())
+            })
+            .map(u64::from)
+    }
+
+    /// Commits `n` with the folder sync failing (fault injection).
+    fn set_with_failing_sync(store: &ConfigStore<u32>, n: u32) -> UpdateError<()> {
+        FAIL_DIR_SYNC.with(|f| f.set(true));
+        let result = set(store, n);
+        FAIL_DIR_SYNC.with(|f| f.set(false));
+        result.expect_err("the folder sync failed")
+    }
+
     /// A commit whose folder sync fails after the rename is reported as
     /// failed and leaves the old file in place, so the file and memory
     /// agree and the next commit's version is not taken twice.
@@ -639,21 +657,13 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n.json");
         let store = ConfigStore::open(&path, 1u32).unwrap();
-        let set = |n| {
-            move |v: &mut u32| -> Result<(), ()> {
-                *v = n;
-                Ok(())
-            }
-        };
-        store.update(set(2)).unwrap();
+        set(&store, 2).unwrap();
         let before = fs::read_to_string(&path).unwrap();
-        FAIL_DIR_SYNC.with(|f| f.set(true));
-        let err = store.update(set(3)).unwrap_err();
-        FAIL_DIR_SYNC.with(|f| f.set(false));
+        let err = set_with_failing_sync(&store, 3);
         assert!(matches!(err, UpdateError::Persist(_)), "{err:?}");
         assert_eq!(*store.load(), 2);
         assert_eq!(fs::read_to_string(&path).unwrap(), before);
-        assert_eq!(store.update(set(4)).unwrap().get(), 3);
+        assert_eq!(set(&store, 4).unwrap(), 3);
         drop(store);
         let again = ConfigStore::open(&path, 0u32).unwrap();
         assert_eq!((*again.load(), again.load().version().get()), (4, 3));
@@ -666,12 +676,7 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n.json");
         let store = ConfigStore::open(&path, 1u32).unwrap();
-        store
-            .update(|v: &mut u32| -> Result<(), ()> {
-                *v = 2;
-                Ok(())
-            })
-            .unwrap();
+        set(&store, 2).unwrap();
         drop(store);
         fs::write(&path, "{ broken").unwrap();
         let backup = fs::read_to_string(dir.path().join("n.json.bak")).unwrap();
@@ -698,17 +703,9 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n.json");
         let store = ConfigStore::open(&path, 1u32).unwrap();
-        let set = |n| {
-            move |v: &mut u32| -> Result<(), ()> {
-                *v = n;
-                Ok(())
-            }
-        };
-        store.update(set(2)).unwrap();
-        store.update(set(3)).unwrap();
-        FAIL_DIR_SYNC.with(|f| f.set(true));
-        assert!(store.update(set(4)).is_err());
-        FAIL_DIR_SYNC.with(|f| f.set(false));
+        set(&store, 2).unwrap();
+        set(&store, 3).unwrap();
+        set_with_failing_sync(&store, 4);
         drop(store);
         let backup = dir.path().join("n.json.bak");
         let before = fs::read_to_string(&backup).unwrap();
