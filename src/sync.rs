@@ -244,16 +244,21 @@ pub(crate) mod epoch {
     /// `retired` is an upper bound on the objects the structure ever
     /// retired. Each pin-and-flush round hands this thread's retired
     /// objects to the collector, advances the global epoch if no thread
-    /// pins an older one, and frees up to eight bags of 64 objects that are
-    /// two epochs old; most were freed during normal operation already, so
-    /// a few rounds plus one per 256 retired objects is plenty. A round with
-    /// nothing to do costs a few nanoseconds.
+    /// pins an older one, and frees up to eight bags of 64 objects (4
+    /// under miri) that are two epochs old; most were freed during normal
+    /// operation already, so a few rounds plus one per half a round's worth
+    /// of retired objects is plenty. A round with nothing to do costs a few
+    /// nanoseconds.
     pub(crate) fn collect_garbage(retired: u64) {
+        /// Half of what one round can free (crossbeam-epoch's bags are
+        /// smaller under miri).
+        #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
+        const PER_ROUND: u64 = if cfg!(miri) { 16 } else { 256 };
         // Under loom nothing is ever freed (see `defer_unchecked`); under
         // shuttle, garbage of an earlier execution must not be dropped in
         // this one (see `ptr_get_mut`).
         #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
-        for _ in 0..4 + (retired / 256).min(1 << 16) {
+        for _ in 0..4 + (retired / PER_ROUND).min(1 << 16) {
             pin().flush();
         }
         #[cfg(any(unlocked_loom, feature = "shuttle"))]
