@@ -300,7 +300,7 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         #[cfg(feature = "persist")]
         if let Some(persister) = writer.persister.as_mut() {
             persister
-                .write(&draft, version)
+                .write(&draft, version, Some((current.value(), current.version())))
                 .map_err(UpdateError::Persist)?;
         }
         let committed = Arc::new(Committed::new(version, draft));

@@ -281,18 +281,30 @@ impl<T> Persister<T> {
     }
 
     /// Writes `value` as `version`, crash-safely (see the module docs).
-    pub(crate) fn write(&mut self, value: &T, version: Version) -> Result<(), PersistError> {
+    /// `previous` is the version memory keeps if this write fails (`None`
+    /// when there is none yet): see [`put_back`](Self::put_back).
+    pub(crate) fn write(
+        &mut self,
+        value: &T,
+        version: Version,
+        previous: Option<(&T, Version)>,
+    ) -> Result<(), PersistError> {
         let bytes = (self.encode)(value, version, self.format)
             .map_err(|e| PersistError::other(PersistErrorKind::Encode, &self.path, e))?;
         let temp = self.temp_path();
-        let result = self.replace_with(&temp, &bytes);
+        let result = self.replace_with(&temp, &bytes, previous);
         if result.is_err() {
             let _ = fs::remove_file(&temp);
         }
         result
     }
 
-    fn replace_with(&mut self, temp: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    fn replace_with(
+        &mut self,
+        temp: &Path,
+        bytes: &[u8],
+        previous: Option<(&T, Version)>,
+    ) -> Result<(), PersistError> {
         let mut file = File::create(temp).map_err(|e| PersistError::io(temp, "create", e))?;
         file.write_all(bytes)
             .map_err(|e| PersistError::io(temp, "write", e))?;
@@ -311,13 +323,41 @@ impl<T> Persister<T> {
             // agrees (best effort: the folder is failing), rather than
             // leave the refused version to be numbered again by the next
             // commit (found in review).
-            if backed_up {
-                self.restore_backup();
-            }
+            self.put_back(backed_up, previous);
             return Err(e);
         }
         self.main_is_good = true;
         Ok(())
+    }
+
+    /// After a refused write whose rename went through: makes the file say
+    /// what memory keeps again. The backup just taken is copied back when
+    /// there is one (its bytes, as the user may have formatted them);
+    /// otherwise (the file was missing or bad before) `previous` is written
+    /// out. Errors are ignored: the caller reports the first one.
+    fn put_back(&self, backed_up: bool, previous: Option<(&T, Version)>) {
+        if backed_up {
+            self.restore_backup();
+            return;
+        }
+        let Some((value, version)) = previous else {
+            return;
+        };
+        let Ok(bytes) = (self.encode)(value, version, self.format) else {
+            return;
+        };
+        let temp = self.temp_path();
+        let written = File::create(&temp)
+            .and_then(|mut f| {
+                f.write_all(&bytes)?;
+                f.sync_all()
+            })
+            .is_ok();
+        if written && fs::rename(&temp, &self.path).is_ok() {
+            let _ = sync_dir(&self.dir);
+        } else {
+            let _ = fs::remove_file(&temp);
+        }
     }
 
     /// Puts the backup's contents back as the file, atomically (a synced
@@ -422,7 +462,7 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
                     }
                 })?;
                 persister
-                    .write(&self.initial, Version::INITIAL)
+                    .write(&self.initial, Version::INITIAL, None)
                     .map_err(OpenError::Persist)?;
                 ((Version::INITIAL, self.initial.clone()), None)
             }
@@ -482,7 +522,7 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
             })?;
         persister.main_is_good = false;
         persister
-            .write(&value, version)
+            .write(&value, version, None)
             .map_err(OpenError::Persist)?;
         Ok(((version, value), error))
     }
@@ -605,10 +645,11 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
             .version()
             .next()
             .ok_or(UpdateError::VersionsExhausted)?;
+        let current = Arc::clone(&writer.current);
         let persister = writer.persister.as_mut().expect("checked above");
         persister.main_is_good = true;
         persister
-            .write(&value, version)
+            .write(&value, version, Some((current.value(), current.version())))
             .map_err(UpdateError::Persist)?;
         let committed = Arc::new(Committed::new(version, value));
         let (callbacks, evicted) = self.shared.publish(&mut writer, Arc::clone(&committed));
@@ -667,6 +708,25 @@ pub(super) mod tests {
         drop(store);
         let again = ConfigStore::open(&path, 0u32).unwrap();
         assert_eq!((*again.load(), again.load().version().get()), (4, 3));
+    }
+
+    /// With no backup to copy back (a reload found the file broken, so
+    /// the commit after it keeps none), a failed folder sync writes the
+    /// version memory keeps: the refused one never stays on disk.
+    #[test]
+    fn a_failed_folder_sync_without_a_backup_writes_the_kept_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.json");
+        let store = ConfigStore::open(&path, 1u32).unwrap();
+        set(&store, 2).unwrap();
+        fs::write(&path, "{ broken").unwrap();
+        assert!(store.reload().is_err());
+        let err = set_with_failing_sync(&store, 3);
+        assert!(matches!(err, UpdateError::Persist(_)), "{err:?}");
+        assert_eq!(*store.load(), 2);
+        drop(store);
+        let again = ConfigStore::open(&path, 0u32).unwrap();
+        assert_eq!((*again.load(), again.load().version().get()), (2, 2));
     }
 
     /// Recovery copies the bad file aside and replaces it atomically: the
