@@ -1335,3 +1335,43 @@ fn stress_weight_bound() {
         weighted_concurrent(8, 200_000);
     }
 }
+
+/// A weigher that panics in the leader after its loader returned: the
+/// panic reaches the leader's caller, nothing is inserted, and a waiter
+/// (or a later caller) loads the key itself; nobody is left waiting.
+#[test]
+#[cfg_attr(miri, ignore = "threads and a panic: slow under miri")]
+fn a_panicking_weigher_in_the_leader_hands_over() {
+    let first = AtomicBool::new(true);
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(100)
+        .max_weight(100)
+        .weigher(move |_: &u32, v: &u32| {
+            assert!(
+                !(*v == 1 && first.swap(false, SeqCst)),
+                "weigher fails once"
+            );
+            1
+        })
+        .build()
+        .unwrap();
+    let loading = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        let leader = s.spawn(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                cache.get_or_insert_with(7, || {
+                    loading.wait();
+                    1
+                })
+            }))
+        });
+        loading.wait();
+        let waiter = s.spawn(|| cache.get_or_insert_with(7, || 2));
+        assert!(
+            leader.join().unwrap().is_err(),
+            "the leader's weigher panicked"
+        );
+        assert_eq!(waiter.join().unwrap(), 2, "the waiter loaded its own value");
+    });
+    assert_eq!(cache.get(&7), Some(2));
+}

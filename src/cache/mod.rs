@@ -729,7 +729,9 @@ where
     /// However many threads ask for a missing key at once, one runs its
     /// loader and the others wait for its value (they do not run theirs). If
     /// the loader panics, the panic propagates to its caller and one waiter
-    /// takes over with its own loader; nobody is left waiting. The loader runs
+    /// takes over with its own loader; nobody is left waiting. The same
+    /// holds if the weigher or `V::clone` panics in the leader after its
+    /// loader returned: that value is not inserted. The loader runs
     /// with no lock of the cache held, so it may use the cache, but it must
     /// not load the *same* key through it: it would wait for itself.
     ///
