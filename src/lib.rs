@@ -158,3 +158,9 @@ pub use build_error::BuildError as CacheBuildError;
 pub use build_error::BuildError as ConfigBuildError;
 pub use build_error::BuildError as WorkBuildError;
 pub use config::Builder as ConfigStoreBuilder;
+
+/// loom models only (`--cfg unlocked_loom`): run deferred reclamation code
+/// at a quiescent point of a model (see `sync::epoch::loom_hooks`).
+#[cfg(unlocked_loom)]
+#[doc(hidden)]
+pub use sync::epoch::loom_hooks as __loom;

@@ -222,16 +222,92 @@ pub(crate) mod epoch {
     #[cfg(unlocked_loom)]
     impl Guard {
         /// Leaks the value: loom objects must not outlive their model run,
-        /// and a model is too short for the leak to matter.
+        /// and a model is too short for the leak to matter. A model that
+        /// wants to check what the deferred code does (a drained segment
+        /// reused as a spare) records it instead and runs it once its
+        /// threads are joined (see [`loom_hooks`]).
         ///
         /// # Safety
         /// Same contract as `crossbeam_epoch::Guard::defer_unchecked`.
         pub(crate) unsafe fn defer_unchecked<F: FnOnce() -> R, R>(&self, f: F) {
-            std::mem::forget(f);
+            // SAFETY: the caller keeps `defer_unchecked`'s contract: what
+            // `f` uses stays valid until it runs, which `loom_hooks` only
+            // does while every thread that could use it is joined.
+            unsafe { loom_hooks::defer(f) };
         }
 
         /// Nothing to hand to a collector (see `defer_unchecked`).
         pub(crate) fn flush(&self) {}
+    }
+
+    /// loom only: lets a model run the code that the epoch would run after
+    /// a grace period, at a point where no other thread is pinned (all are
+    /// joined), so that loom checks what happens next (a retired segment
+    /// reset and linked again). Models that do not opt in leak it, as
+    /// before. loom runs a model's threads on the test's own thread, so a
+    /// thread-local list serves them all.
+    #[cfg(unlocked_loom)]
+    pub mod loom_hooks {
+        use std::cell::{Cell, RefCell};
+        use std::mem::ManuallyDrop;
+
+        type Deferred = Box<dyn FnOnce()>;
+
+        std::thread_local! {
+            static RECORDING: Cell<bool> = const { Cell::new(false) };
+            /// Never dropped: a model that failed before `stop_recording`
+            /// leaves closures over its loom objects, which must not be
+            /// touched (dropped) once its run is over.
+            static RECORDED: RefCell<ManuallyDrop<Vec<Deferred>>> =
+                const { RefCell::new(ManuallyDrop::new(Vec::new())) };
+        }
+
+        /// Empties the list, handing its closures over.
+        fn take() -> Vec<Deferred> {
+            RECORDED.with(|r| std::mem::take(&mut **r.borrow_mut()))
+        }
+
+        /// Records `f` while a model records, or leaks it.
+        ///
+        /// # Safety
+        /// `f` may run later, from [`run_recorded`], after the caller's
+        /// borrows ended: the caller promises (as for crossbeam's
+        /// `defer_unchecked`) that what it uses outlives that.
+        pub(crate) unsafe fn defer<F: FnOnce() -> R, R>(f: F) {
+            if !RECORDING.with(Cell::get) {
+                std::mem::forget(f);
+                return;
+            }
+            let boxed: Box<dyn FnOnce() + '_> = Box::new(move || {
+                let _ = f();
+            });
+            // SAFETY: only the lifetime changes; the caller's contract
+            // covers running the closure after its borrows end.
+            let boxed: Deferred = unsafe { std::mem::transmute(boxed) };
+            RECORDED.with(|r| r.borrow_mut().push(boxed));
+        }
+
+        /// Starts recording deferred code for this model run (forgetting,
+        /// not running or dropping, anything an earlier run left).
+        pub fn start_recording() {
+            std::mem::forget(take());
+            RECORDING.with(|r| r.set(true));
+        }
+
+        /// Runs what was deferred so far, oldest first. Call it only while
+        /// no other model thread is alive (as after joining them all): that
+        /// stands for the end of the epoch's grace period.
+        pub fn run_recorded() {
+            for f in take() {
+                f();
+            }
+        }
+
+        /// Stops recording; what is left is leaked, as without recording.
+        pub fn stop_recording() {
+            RECORDING.with(|r| r.set(false));
+            std::mem::forget(take());
+        }
     }
 
     /// For `Drop` of a structure that retires user values (cache entries,

@@ -212,6 +212,39 @@ fn unbounded_segment_append_races_retire() {
     });
 }
 
+/// Drained segments come back as spares and are linked again: after a
+/// sequential phase that retires two segments (their deferred hand-back
+/// run once every thread is joined, as the epoch would), two producers
+/// race to link reset spares (the loser hands its copy back) while a
+/// consumer pops. Nothing of a segment's first life shows in its second:
+/// every value comes out once, in each producer's order.
+#[test]
+fn unbounded_reused_segments_behave_as_new() {
+    loom::model(|| {
+        unlocked::__loom::start_recording();
+        let q = Arc::new(UnboundedQueue::with_segment_capacity(1));
+        for v in [10, 11, 12] {
+            q.push(v).unwrap();
+        }
+        assert_eq!(drain_unbounded(&q), [10, 11, 12]);
+        unlocked::__loom::run_recorded();
+        let producers: Vec<_> = [1u32, 2]
+            .into_iter()
+            .map(|v| spawn_with(&q, move |q| q.push(v).unwrap()))
+            .collect();
+        let consumer = spawn_with(&q, move |q| q.pop());
+        for p in producers {
+            p.join().unwrap();
+        }
+        let popped: Vec<u32> = consumer.join().unwrap().into_iter().collect();
+        assert_eq!(sorted([popped, drain_unbounded(&q)]), [1, 2]);
+        assert!(q.is_empty());
+        q.push(3).unwrap();
+        assert_eq!(drain_unbounded(&q), [3]);
+        unlocked::__loom::stop_recording();
+    });
+}
+
 /// One producer pushes two values across a segment boundary while a
 /// consumer pops twice: FIFO holds across segments.
 #[test]
