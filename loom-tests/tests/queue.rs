@@ -176,6 +176,29 @@ fn bounded_close_races_push_and_pop() {
     });
 }
 
+/// A push in flight while a consumer closes the queue and then pops: an
+/// accepted push is in that pop's hands, never left behind it (the
+/// consumer has seen "closed and drained" and stops). On a never-used
+/// queue the pop used to answer "empty" without taking a ticket, so a push
+/// that had its ticket before the close landed afterwards (found in
+/// review; a unit test in `ring.rs` replays the interleaving).
+#[test]
+fn bounded_push_in_flight_at_close_is_not_stranded() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1));
+        let producer = spawn_with(&q, move |q| q.push(3).is_ok());
+        q.close();
+        let popped = q.pop();
+        let accepted = producer.join().unwrap();
+        assert_eq!(
+            popped.is_some(),
+            accepted,
+            "accepted means popped after close"
+        );
+        assert_eq!(q.pop(), None);
+    });
+}
+
 /// force_push on a full queue races a pop: the displaced value and the
 /// popped value are distinct, and the forced value ends up inside.
 #[test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::error::PushError;
 use super::slots::{SlotPushError, SlotRing};
 use super::waiters::{Source, Waiters};
-use crate::sync::{AtomicBool, Ordering::Acquire, Ordering::Release};
+use crate::sync::{
+    AtomicBool, AtomicUsize, CachePadded, Ordering::Acquire, Ordering::Release, Ordering::SeqCst,
+};
 
 /// A bounded, lock-free, multi-producer multi-consumer FIFO queue.
 ///
@@ -66,6 +68,12 @@ pub struct BoundedQueue<T> {
     /// Set by `close` before the ring's CLOSED bit: lets pushes that start
     /// after `close` fail with one read-mostly load, without taking a ticket.
     closed: AtomicBool,
+    /// `force_push` calls in flight. A displacement pops the oldest value,
+    /// then pushes the new one even if the queue closed meanwhile; while it
+    /// is in flight a closed queue may look drained when it is not, so a
+    /// waiting consumer does not take "closed and empty" for final until
+    /// this is zero (found in review).
+    displacing: CachePadded<AtomicUsize>,
     waiters: Waiters,
 }
 
@@ -94,6 +102,7 @@ impl<T> BoundedQueue<T> {
         BoundedQueue {
             ring: SlotRing::new(capacity),
             closed: AtomicBool::new(false),
+            displacing: CachePadded::new(AtomicUsize::new(0)),
             waiters: Waiters::default(),
         }
     }
@@ -138,7 +147,9 @@ impl<T> BoundedQueue<T> {
     /// displaced value is returned and `value` is inside when the call
     /// returns. crossbeam's `ArrayQueue::force_push` is atomic; SCQ's index
     /// indirection, which is what makes this queue lock-free, does not
-    /// allow it.
+    /// allow it. A consumer waiting in [`pop_timeout`](Self::pop_timeout)
+    /// or [`pop_async`](Self::pop_async) on a closed queue does not take
+    /// that moment for "drained": it waits for the call to finish.
     ///
     /// # Errors
     /// [`PushError::Closed`] with the value after [`close`](Self::close).
@@ -156,12 +167,30 @@ impl<T> BoundedQueue<T> {
         if self.closed_flag() {
             return Err(PushError::Closed(value));
         }
-        match self.ring.force_push(value) {
+        // SeqCst: before the displacement's pop, in the total order a
+        // waiter's `Source::is_closed` reads it in (see `displacing`).
+        self.displacing.fetch_add(1, SeqCst);
+        let result = self.ring.force_push(value);
+        // SeqCst: after the displacement's push; a waiter that reads zero
+        // then finds the value, or is registered before `notify_every`
+        // loads the waiter count (the protocol in `waiters.rs`).
+        self.displacing.fetch_sub(1, SeqCst);
+        match result {
             Ok(displaced) => {
-                self.waiters.notify_one();
+                if self.closed_flag() {
+                    // Waiters that saw "closed" but slept on this call must
+                    // all look again: one takes the value, the others see
+                    // the queue drained.
+                    self.waiters.notify_every();
+                } else {
+                    self.waiters.notify_one();
+                }
                 Ok(displaced)
             }
-            Err(SlotPushError::Full(v) | SlotPushError::Closed(v)) => Err(PushError::Closed(v)),
+            Err(SlotPushError::Full(v) | SlotPushError::Closed(v)) => {
+                self.waiters.notify_every();
+                Err(PushError::Closed(v))
+            }
         }
     }
 
@@ -275,8 +304,11 @@ impl<T> Source<T> for BoundedQueue<T> {
         self.pop()
     }
 
+    /// Closed, and no displacement in flight that could still put a value
+    /// in (see `displacing`).
     fn is_closed(&self) -> bool {
-        BoundedQueue::is_closed(self)
+        // SeqCst: see `force_push`.
+        BoundedQueue::is_closed(self) && self.displacing.load(SeqCst) == 0
     }
 }
 

@@ -288,9 +288,23 @@ impl IndexRing {
     }
 
     /// Removes and returns the oldest index, or `None` if the ring is empty.
+    ///
+    /// On a closed ring, `None` means that no enqueue is left to land: a
+    /// producer that took its ticket before the close but has not filled
+    /// its entry yet would otherwise succeed after this "empty" (a negative
+    /// threshold answers without taking a ticket), after a consumer saw the
+    /// ring closed and drained. So a dequeue that starts on a closed ring
+    /// ignores the threshold and takes every ticket below the `tail` it
+    /// read: each in-flight producer's entry is then either taken or
+    /// spoiled, and that producer retries into the `CLOSED` bit. The loop
+    /// is bounded by that `tail` (found in review).
     pub(crate) fn dequeue(&self) -> Option<u64> {
+        // SeqCst: `close` is a FAA on `tail`; a ticket taken before it is
+        // below the value read here, in the single total order.
+        let raw_tail = self.tail.load(SeqCst);
+        let closed_below = (raw_tail & CLOSED != 0).then_some(raw_tail & !CLOSED);
         // SeqCst: pairs with `reset_threshold` (see the module docs).
-        if self.threshold.load(SeqCst) < 0 {
+        if closed_below.is_none() && self.threshold.load(SeqCst) < 0 {
             return None;
         }
         loop {
@@ -306,9 +320,17 @@ impl IndexRing {
                 self.threshold.fetch_sub(1, SeqCst);
                 return None;
             }
-            // SeqCst: the bound that makes the ring livelock-free.
-            if self.threshold.fetch_sub(1, SeqCst) <= 0 {
-                return None;
+            match closed_below {
+                // Closed: every ticket taken before the close is passed.
+                Some(end) if ticket + 1 >= end => {
+                    // SeqCst: as below.
+                    self.threshold.fetch_sub(1, SeqCst);
+                    return None;
+                }
+                Some(_) => {}
+                // SeqCst: the bound that makes the ring livelock-free.
+                None if self.threshold.fetch_sub(1, SeqCst) <= 0 => return None,
+                None => {}
             }
             crate::sync::spin_loop();
         }
@@ -493,6 +515,41 @@ mod tests {
             assert_eq!((a, b), if lap % 2 == 0 { (0, 1) } else { (1, 0) });
             ring.enqueue(b).unwrap();
             ring.enqueue(a).unwrap();
+        }
+    }
+
+    /// The two halves of an enqueue (ticket, then fill) around a `close`
+    /// and a consumer's dequeue: the ticket was taken before the `CLOSED`
+    /// bit, so the enqueue is not refused at once; the consumer, after the
+    /// close, must take the index or spoil the entry (the producer then
+    /// retries and is refused). On a never-used ring (threshold -1) it did
+    /// neither: it answered "empty", then the fill succeeded, after a
+    /// consumer had seen the ring closed and drained (found in review).
+    #[test]
+    fn an_enqueue_in_flight_at_close_cannot_land_after_an_empty_dequeue() {
+        use super::{SeqCst, CLOSED};
+        for warm in [true, false] {
+            let ring = IndexRing::new_empty(1);
+            if warm {
+                ring.enqueue(0).unwrap();
+                assert_eq!(ring.dequeue(), Some(0));
+            }
+            // The producer's first half: its ticket, before the close.
+            let raw = ring.tail.fetch_add(1, SeqCst);
+            assert_eq!(raw & CLOSED, 0);
+            ring.close();
+            assert_eq!(ring.dequeue_unless_empty(), None);
+            // The producer's second half must fail now.
+            assert!(
+                !ring.try_fill(raw & !CLOSED, 0),
+                "warm={warm}: an enqueue landed after a consumer saw the ring closed and empty"
+            );
+            assert!(
+                ring.enqueue(0).is_err(),
+                "warm={warm}: the retry is refused"
+            );
+            assert_eq!(ring.dequeue(), None);
+            assert_eq!(ring.len(1), 0);
         }
     }
 
