@@ -1,6 +1,7 @@
 //! Dropping a cache or a work queue drops every value it was given, evicted
 //! and removed ones included, by the time the drop returns, as long as no
-//! other thread is pinned in crossbeam-epoch at that moment. That is why
+//! other thread is pinned in crossbeam-epoch at that moment and no other
+//! live thread retired some (those wait in that thread's own batch). That is why
 //! this file holds a single test: the test harness runs the tests of one
 //! file on parallel threads, which would pin.
 

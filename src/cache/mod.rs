@@ -202,8 +202,10 @@ impl<K, V, S> Drop for Cache<K, V, S> {
         // The entries this cache evicted, replaced or removed wait in the
         // epoch collector; free them now (the linked ones go with the
         // shards), so that dropping the cache drops every value it was
-        // given unless another thread is pinned at this moment. Each entry
-        // retired was an update, an eviction, an expiration or a removal.
+        // given, unless another thread is pinned at this moment or retired
+        // some and is still alive (its own batch is out of reach: see
+        // docs/cache.md, "Reclamation"). Each entry retired was an update,
+        // an eviction, an expiration or a removal.
         let s = self.stats();
         crate::sync::epoch::collect_garbage(s.updates + s.evictions + s.expirations + s.removals);
     }
@@ -644,9 +646,11 @@ where
         let guard = epoch::pin();
         let mut ctx = self.ctx(&guard);
         let removed = self.shard(hash).remove(&mut ctx, hash, key);
-        let value = removed.map(|e| e.value.clone());
+        // The listener first: the entry is already unlinked, and `V::clone`
+        // (user code) may panic; `guard` keeps `removed` alive (found in
+        // review: the listener was never told).
         self.notify(ctx);
-        value
+        removed.map(|e| e.value.clone())
     }
 
     /// Removes every entry. Concurrent inserts may land before or after
@@ -850,6 +854,11 @@ where
         V: Clone,
     {
         let shard = self.shard(hash);
+        // Pinned before the lock, so that `lookup`'s pin below is nested: a
+        // first pin may run deferred destructors of keys and values, user
+        // code that could call back into this shard's loading and deadlock
+        // on the lock (found in review).
+        let _guard = epoch::pin();
         let mut flights = shard.flights.lock();
         // A leader inserts before it leaves the list (under this lock), so
         // looking again here closes the window between the two.

@@ -197,6 +197,19 @@ impl<K, V> Shard<K, V> {
         self.writer.lock()
     }
 
+    /// The lock, for an operation that may change the shard: when some
+    /// entry can expire, the clock (user code, which may panic) is read
+    /// first, before anything changes, and every later expiry check of the
+    /// operation uses that reading. A clock that panicked midway left a
+    /// victim's node freed while its entry stayed linked (found in review).
+    fn lock_for_write(&self, ctx: &mut Ctx<'_, K, V>) -> MutexGuard<'_, Writer<K, V>> {
+        let w = self.lock();
+        if w.expiring > 0 {
+            ctx.now();
+        }
+        w
+    }
+
     fn publish_len(&self, w: &Writer<K, V>) {
         // Relaxed: a statistic for `len`.
         self.len.store(w.policy.live(), Relaxed);
@@ -240,16 +253,25 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         entry: Box<Entry<K, V>>,
         node: Option<NodeRef<K, V>>,
     ) -> Option<NodeRef<K, V>> {
-        let mut w = self.lock();
+        let mut w = self.lock_for_write(ctx);
         let table = self.table(ctx.guard);
+        // The probe runs the key's `Eq` (user code, which may panic) before
+        // anything changes: a panic after the sweep lost its listener calls
+        // and left `len` stale (found in review). The sweep may then unlink
+        // the entry found, if it expired: look at its slot again.
+        let probe = table.find(hash, &entry.key);
         self.sweep(&mut w, table, ctx);
+        let probe = match probe {
+            Probe::Found(i, old) if !std::ptr::eq(table.load(i), old) => Probe::Absent,
+            probe => probe,
+        };
         // Predictable: without a weigher every entry weighs 1 and the
         // shard's share is at least 1.
         if u64::from(entry.weight) > self.max_weight {
-            self.insert_oversize(&mut w, table, hash, entry, ctx);
+            self.insert_oversize(&mut w, table, probe, entry, ctx);
             return node;
         }
-        if let Probe::Found(i, old) = table.find(hash, &entry.key) {
+        if let Probe::Found(i, old) = probe {
             if !ctx.expired(old) {
                 self.replace(&mut w, table, i, old, entry, ctx);
                 // The sweep may have reclaimed entries.
@@ -276,12 +298,12 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         &self,
         w: &mut Writer<K, V>,
         table: &Table<K, V>,
-        hash: u64,
+        probe: Probe<'_, K, V>,
         entry: Box<Entry<K, V>>,
         ctx: &mut Ctx<'_, K, V>,
     ) {
         let mut replaced = false;
-        if let Probe::Found(i, old) = table.find(hash, &entry.key) {
+        if let Probe::Found(i, old) = probe {
             replaced = !ctx.expired(old);
             let cause = if replaced {
                 RemovalCause::Replaced
@@ -579,7 +601,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let mut w = self.lock();
+        let mut w = self.lock_for_write(ctx);
         let table = self.table(ctx.guard);
         let Probe::Found(i, e) = table.find(hash, key) else {
             return None;
@@ -598,7 +620,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
 
     /// Reclaims every expired entry; how many.
     pub(crate) fn cleanup_expired(&self, ctx: &mut Ctx<'_, K, V>) -> usize {
-        let mut w = self.lock();
+        let mut w = self.lock_for_write(ctx);
         if w.expiring == 0 {
             return 0;
         }
@@ -613,7 +635,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
 
     /// Removes every entry.
     pub(crate) fn clear(&self, ctx: &mut Ctx<'_, K, V>) {
-        let mut w = self.lock();
+        let mut w = self.lock_for_write(ctx);
         let old = self.table(ctx.guard);
         let fresh = Box::into_raw(Box::new(Table::new(old.len())));
         // Release: publishes the empty table's initialised slots (the

@@ -929,7 +929,8 @@ impl<T: Send + Sync + 'static> Source<Claim<T>> for WorkQueue<T> {
 impl<T> Drop for WorkQueue<T> {
     fn drop(&mut self) {
         // Removed items wait in the epoch collector; free them now (the
-        // stored ones go with the table), unless another thread is pinned.
+        // stored ones go with the table), unless another thread is pinned
+        // (or, still alive, retired some itself: docs/cache.md, "Reclamation").
         // Every item added is retired at most once, plus one error record
         // per failure at most: `added` bounds them well enough.
         // Relaxed: `&mut self`, nothing in flight.
