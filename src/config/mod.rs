@@ -280,6 +280,10 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     where
         F: FnOnce(&mut T) -> Result<(), E>,
     {
+        // Declared before the lock, so dropped after it on every return
+        // (and unwind): a rejected draft's `T::drop` is user code, which
+        // may call a locking method of this store.
+        let mut draft_slot: Option<T> = None;
         let mut writer = lock(&self.shared.writer);
         let current = Arc::clone(&writer.current);
         if let Some(expected) = expected {
@@ -294,15 +298,16 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
             .version()
             .next()
             .ok_or(UpdateError::VersionsExhausted)?;
-        let mut draft = current.value().clone();
-        f(&mut draft).map_err(UpdateError::Rejected)?;
-        self.shared.validate(&draft).map_err(UpdateError::Invalid)?;
+        let draft = draft_slot.insert(current.value().clone());
+        f(draft).map_err(UpdateError::Rejected)?;
+        self.shared.validate(draft).map_err(UpdateError::Invalid)?;
         #[cfg(feature = "persist")]
         if let Some(persister) = writer.persister.as_mut() {
             persister
-                .write(&draft, version, Some((current.value(), current.version())))
+                .write(draft, version, Some((current.value(), current.version())))
                 .map_err(UpdateError::Persist)?;
         }
+        let draft = draft_slot.take().expect("inserted above");
         let committed = Arc::new(Committed::new(version, draft));
         let (callbacks, evicted) = self.shared.publish(&mut writer, Arc::clone(&committed));
         drop(writer);
@@ -391,9 +396,15 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     /// ```
     pub fn remove_callback(&self, id: CallbackId) -> bool {
         let mut writer = lock(&self.shared.writer);
-        let before = writer.callbacks.len();
-        writer.callbacks.retain(|(i, _)| *i != id);
-        writer.callbacks.len() != before
+        let removed = writer
+            .callbacks
+            .iter()
+            .position(|(i, _)| *i == id)
+            .map(|at| writer.callbacks.remove(at));
+        // The closure (and what it captured) is user code: dropped after
+        // the lock, so that its `Drop` may call the store.
+        drop(writer);
+        removed.is_some()
     }
 }
 

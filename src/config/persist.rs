@@ -623,6 +623,8 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     /// assert_eq!(*store.load(), 7);
     /// ```
     pub fn reload(&self) -> Result<Version, UpdateError<std::convert::Infallible>> {
+        // Before the lock, so dropped after it (see `commit`).
+        let mut value_slot: Option<T> = None;
         let mut writer = lock(&self.shared.writer);
         let Some(persister) = writer.persister.as_mut() else {
             return Err(UpdateError::Persist(PersistError::other(
@@ -632,14 +634,16 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
             )));
         };
         let path = persister.path().to_owned();
-        let (_, value) = persister.read(&path).map_err(|e| {
-            persister.main_is_good = false;
-            UpdateError::Persist(e)
-        })?;
-        if let Err(e) = self.shared.validate(&value) {
-            persister.main_is_good = false;
+        // Not good until read and validated: a `Deserialize` impl or a
+        // validator that panics must leave it so too, or the next commit
+        // would keep the refused file as the backup.
+        persister.main_is_good = false;
+        let (_, value) = persister.read(&path).map_err(UpdateError::Persist)?;
+        let value = value_slot.insert(value);
+        if let Err(e) = self.shared.validate(value) {
             return Err(UpdateError::Invalid(e));
         }
+        persister.main_is_good = true;
         let version = writer
             .current
             .version()
@@ -647,10 +651,10 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
             .ok_or(UpdateError::VersionsExhausted)?;
         let current = Arc::clone(&writer.current);
         let persister = writer.persister.as_mut().expect("checked above");
-        persister.main_is_good = true;
         persister
-            .write(&value, version, Some((current.value(), current.version())))
+            .write(value, version, Some((current.value(), current.version())))
             .map_err(UpdateError::Persist)?;
+        let value = value_slot.take().expect("inserted above");
         let committed = Arc::new(Committed::new(version, value));
         let (callbacks, evicted) = self.shared.publish(&mut writer, Arc::clone(&committed));
         drop(writer);

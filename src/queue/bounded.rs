@@ -25,7 +25,8 @@ use crate::sync::{
 /// its operation in a bounded number of its own steps. crossbeam's
 /// `ArrayQueue`, by contrast, lets a producer stalled between claiming a slot
 /// and writing it block the consumer of that slot. The algorithm is SCQ
-/// (Nikolaev, DISC 2019); see `docs/queue.md`.
+/// (Nikolaev, DISC 2019); see `docs/queue.md`. One exception:
+/// [`force_push`](Self::force_push) on a full queue.
 ///
 /// # Concurrent calls
 /// `len` is exact when no operation is in flight (one rare exception: a
@@ -150,6 +151,13 @@ impl<T> BoundedQueue<T> {
     /// allow it. A consumer waiting in [`pop_timeout`](Self::pop_timeout)
     /// or [`pop_async`](Self::pop_async) on a closed queue does not take
     /// that moment for "drained": it waits for the call to finish.
+    ///
+    /// # Progress
+    /// Not lock-free in one case: when the queue is full and every slot is
+    /// held by a `push` or `pop` in flight (none is queued for it to
+    /// displace), `force_push` waits, with backoff, for one of them to
+    /// finish. At capacity `c` that takes `c` stalled threads, one at
+    /// capacity 1 (found in review). `push` and `pop` are not affected.
     ///
     /// # Errors
     /// [`PushError::Closed`] with the value after [`close`](Self::close).

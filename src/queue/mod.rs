@@ -6,7 +6,9 @@
 //!   and shrinks.
 //!
 //! Both are lock-free in the strict sense: a thread stalled at any point of
-//! any operation cannot stop other threads from completing theirs. They are
+//! any operation cannot stop other threads from completing theirs (one
+//! exception: [`BoundedQueue::force_push`] on a full queue waits while every
+//! slot is held by an operation in flight, see its docs). They are
 //! built on fetch-and-add tickets: the bounded queue on the SCQ ring of
 //! Nikolaev (DISC 2019), the unbounded one on the LCRQ paper's infinite
 //! array queue (Morrison & Afek, PPoPP 2013) cut into segments;

@@ -281,6 +281,11 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// assert_eq!(*q.get(id).unwrap().data(), "send email");
     /// ```
     pub fn add(&self, data: T) -> Result<ItemId, QueueFull<T>> {
+        // Pinned before anything changes: a pin may run deferred drops of
+        // user values (crossbeam-epoch collects in a thread's first pin),
+        // and one that panics must find nothing half-done. The pins nested
+        // under this one (the push) do not collect.
+        let _guard = epoch::pin();
         if !self.reserve() {
             return Err(QueueFull(data));
         }
@@ -331,9 +336,14 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// assert_eq!(*q.claim().unwrap().data(), 1);
     /// ```
     pub fn claim(&self) -> Option<Claim<T>> {
-        self.promote_due();
+        // Pinned first, and the clock read before an entry is popped: a
+        // deferred drop run by a pin, or a user clock, that panics must not
+        // find an entry popped or an item claimed with no `Claim` returned.
+        let _guard = epoch::pin();
+        let now = self.now();
+        self.promote_due(now);
         while let Some(item) = self.pending.pop() {
-            if let Some(claim) = self.try_claim(item) {
+            if let Some(claim) = self.try_claim(item, now) {
                 return Some(claim);
             }
         }
@@ -341,8 +351,8 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     }
 
     /// Claims `item` if it is still pending (an entry may be stale).
-    fn try_claim(&self, item: Arc<Item<T>>) -> Option<Claim<T>> {
-        let deadline = self.now().saturating_add(self.lease_nanos());
+    fn try_claim(&self, item: Arc<Item<T>>, now: u64) -> Option<Claim<T>> {
+        let deadline = now.saturating_add(self.lease_nanos());
         let mut state = item.state();
         loop {
             if !matches!(state.status(), raw::PENDING | raw::PENDING_EXPIRED) {
@@ -499,6 +509,10 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
         claim: &Claim<T>,
         reason: impl Into<Arc<str>>,
     ) -> Result<ItemStatus, WorkError> {
+        // User code (the conversion) and the pin, which may run deferred
+        // drops, come before the state changes (see `add`).
+        let reason: Arc<str> = reason.into();
+        let _guard = epoch::pin();
         let max = self.max_attempts;
         let not_before = (claim.attempts < max)
             .then(|| self.not_before(claim.attempts))
@@ -517,7 +531,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
             raw::PROCESSING | raw::PENDING_EXPIRED => s.with(raw::PENDING, s.attempts()),
             _ => s.with(raw::FAILED, s.attempts()),
         })?;
-        claim.item.set_last_error(claim.seq, reason.into());
+        claim.item.set_last_error(claim.seq, reason);
         let retry = old.status() == raw::PROCESSING && old.attempts() < max;
         match not_before {
             Some(nb) if retry => self.delayed(nb),
@@ -548,6 +562,8 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// assert_eq!(q.claim().unwrap().attempts(), 1);
     /// ```
     pub fn release(&self, claim: &Claim<T>) -> Result<(), WorkError> {
+        // Pinned before the state changes (see `add`).
+        let _guard = epoch::pin();
         let old = self.settle(claim, |s| match s.status() {
             raw::PROCESSING => s.with(raw::PENDING, s.attempts() - 1),
             raw::PENDING_EXPIRED => s.with(raw::PENDING, s.attempts()),
@@ -592,13 +608,12 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// sequence of its `delayed`); one delayed after it lowers `next_due`
     /// itself. A thread stalled in its scan leaves the items it has not
     /// reached to the next `reap_expired`.
-    fn promote_due(&self) {
+    fn promote_due(&self, now: u64) {
         // Relaxed: a hint; the compare-and-swap below decides.
         let mut due = self.next_due.load(Relaxed);
         if due == NOTHING_DUE {
             return;
         }
-        let now = self.now();
         while due <= now {
             // Acquire: synchronises with the `delayed` whose value (or a
             // later RMW in its release sequence) it reads, so the scan sees
@@ -717,13 +732,14 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// ```
     pub fn reap_expired(&self) -> usize {
         let now = self.now();
+        // Pinned before the promotion job is taken (see `add`).
+        let guard = epoch::pin();
         let backoff = !self.retry_backoff.is_none();
         if backoff {
             // Acquire: takes the promotion job as in `promote_due`; this pass
             // visits every item, due or not, and lowers it again.
             self.next_due.swap(NOTHING_DUE, Acquire);
         }
-        let guard = epoch::pin();
         let mut reaped = 0;
         let mut waiting = false;
         self.table.for_each(&guard, |item, _| {
