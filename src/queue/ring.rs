@@ -291,21 +291,24 @@ impl IndexRing {
     ///
     /// On a closed ring, `None` means that no enqueue is left to land: a
     /// producer that took its ticket before the close but has not filled
-    /// its entry yet would otherwise succeed after this "empty" (a negative
-    /// threshold answers without taking a ticket), after a consumer saw the
-    /// ring closed and drained. So a dequeue that starts on a closed ring
-    /// ignores the threshold and takes every ticket below the `tail` it
-    /// read: each in-flight producer's entry is then either taken or
-    /// spoiled, and that producer retries into the `CLOSED` bit. The loop
-    /// is bounded by that `tail` (found in review).
+    /// its entry yet would otherwise succeed after this "empty" (the
+    /// threshold answers "empty" without passing that ticket), after a
+    /// consumer saw the ring closed and drained. So where the threshold
+    /// would end the dequeue, a closed ring (seen in a `tail` read after
+    /// the consumer saw the close) goes on instead until every ticket below
+    /// that `tail` is passed: each in-flight producer's entry is then taken
+    /// or spoiled, and that producer retries into the `CLOSED` bit. That
+    /// loop is bounded by the `tail` it read. An open ring pays nothing more
+    /// (found in review).
     pub(crate) fn dequeue(&self) -> Option<u64> {
-        // SeqCst: `close` is a FAA on `tail`; a ticket taken before it is
-        // below the value read here, in the single total order.
-        let raw_tail = self.tail.load(SeqCst);
-        let closed_below = (raw_tail & CLOSED != 0).then_some(raw_tail & !CLOSED);
+        // Where a closed ring's dequeue may stop: below this ticket every
+        // enqueue came before the close.
+        let mut closed_below = None;
         // SeqCst: pairs with `reset_threshold` (see the module docs).
-        if closed_below.is_none() && self.threshold.load(SeqCst) < 0 {
-            return None;
+        if self.threshold.load(SeqCst) < 0 {
+            // SeqCst: `close` is a FAA on `tail`; a ticket taken before it
+            // is below the value read here, in the single total order.
+            closed_below = Some(self.closed_end(self.tail.load(SeqCst))?);
         }
         loop {
             // SeqCst: ticket order in the single total order (module docs).
@@ -321,7 +324,7 @@ impl IndexRing {
                 return None;
             }
             match closed_below {
-                // Closed: every ticket taken before the close is passed.
+                // Closed: stop once every earlier ticket is passed.
                 Some(end) if ticket + 1 >= end => {
                     // SeqCst: as below.
                     self.threshold.fetch_sub(1, SeqCst);
@@ -329,11 +332,23 @@ impl IndexRing {
                 }
                 Some(_) => {}
                 // SeqCst: the bound that makes the ring livelock-free.
-                None if self.threshold.fetch_sub(1, SeqCst) <= 0 => return None,
+                None if self.threshold.fetch_sub(1, SeqCst) <= 0 => {
+                    // The `tail` read above came after this call began.
+                    let end = self.closed_end(tail)?;
+                    if ticket + 1 >= end {
+                        return None;
+                    }
+                    closed_below = Some(end);
+                }
                 None => {}
             }
             crate::sync::spin_loop();
         }
+    }
+
+    /// The ticket count of a closed ring's `tail` word, or `None` if open.
+    fn closed_end(&self, tail: u64) -> Option<u64> {
+        (tail & CLOSED != 0).then_some(tail & !CLOSED)
     }
 
     /// Takes the index stored for `ticket`, or marks its entry so that a
