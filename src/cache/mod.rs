@@ -737,7 +737,8 @@ where
     /// holds if the weigher or `V::clone` panics in the leader after its
     /// loader returned: that value is not inserted. The loader runs
     /// with no lock of the cache held, so it may use the cache, but it must
-    /// not load the *same* key through it: it would wait for itself.
+    /// not load the *same* key through it: it would wait for itself. The
+    /// same holds for `V::clone`, with which waiters copy the shared value.
     ///
     /// # Examples
     /// ```
