@@ -11,6 +11,22 @@
 //! queue (alone in its binary).
 #![cfg(not(feature = "shuttle"))] // the shuttle facade needs a shuttle runtime
 
+/// Hashes a `u64` to itself, so that a test can place keys in chosen slots.
+#[derive(Default)]
+struct Identity(u64);
+
+impl std::hash::Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 mod cache_clock_panic {
     //! A user `Clock` that panics (e.g. `SystemTime::now().duration_since(start)
     //! .expect(..)` when the wall clock steps backwards) panicked *inside* an
@@ -20,7 +36,7 @@ mod cache_clock_panic {
     //! stayed linked (a use after free, seen by valgrind), and the newcomer's
     //! entry leaked. The shard now reads the clock before it changes anything.
 
-    use std::hash::{BuildHasherDefault, Hasher};
+    use std::hash::BuildHasherDefault;
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering::SeqCst};
     use std::sync::Arc;
@@ -28,20 +44,7 @@ mod cache_clock_panic {
 
     use unlocked::{Cache, Clock};
 
-    /// Hashes a `u64` to itself, so the test can place keys in chosen slots.
-    #[derive(Default)]
-    struct Identity(u64);
-    impl Hasher for Identity {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, _: &[u8]) {
-            unreachable!()
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
+    use super::Identity;
 
     /// A wall clock as users write one: time since `start`, which panics when
     /// the wall clock went backwards (as `SystemTime::duration_since(..).expect`).
@@ -235,21 +238,10 @@ mod cache_eq_panic {
         }
     }
 
-    /// Hashes a `u64` to itself: keys 0, 1, 2 probe from slot 0 and sit in
-    /// slots 0, 1, 2, with the same tag (so every probe step compares keys).
-    #[derive(Default)]
-    struct Identity(u64);
-    impl Hasher for Identity {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, _: &[u8]) {
-            unreachable!()
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
+    // Keys 0, 1, 2 hash to themselves (`Identity`): they probe from slot 0
+    // and sit in slots 0, 1, 2, with the same tag (so every probe step
+    // compares keys).
+    use super::Identity;
 
     #[test]
     fn panicking_eq_during_insert_loses_no_listener_call_and_keeps_len() {
