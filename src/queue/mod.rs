@@ -19,6 +19,7 @@
 //! consumer waiting pays one atomic load for the waiting machinery.
 
 mod bounded;
+mod drain;
 mod error;
 mod ring;
 mod segment;

@@ -321,36 +321,20 @@ impl<T> Segment<T> {
 
 impl<T> Drop for Segment<T> {
     fn drop(&mut self) {
-        self.drop_values_from(0);
-    }
-}
-
-impl<T> Segment<T> {
-    /// Drops the values of cells `from..`. `&mut self`: no operation is in
-    /// flight, so a `FULL` cell holds a value nobody took, dropped here
-    /// exactly once; a value whose drop panics does not stop the others'
-    /// (as in `Vec`).
-    fn drop_values_from(&mut self, from: usize) {
-        for i in from..self.cells.len() {
-            if crate::sync::u8_get_mut(&mut self.cells[i].state) == FULL {
-                // SAFETY: `FULL` means an initialized value that no consumer
-                // swapped out; we own the segment, and the guard below
-                // resumes after this cell.
-                let value = unsafe { self.cells[i].read() };
-                let rest = DropCellsFrom(self, i + 1);
-                drop(value);
-                std::mem::forget(rest);
-            }
-        }
-    }
-}
-
-/// Drops a segment's values from a cell on, if dropping an earlier one panics.
-struct DropCellsFrom<'a, T>(&'a mut Segment<T>, usize);
-
-impl<T> Drop for DropCellsFrom<'_, T> {
-    fn drop(&mut self) {
-        self.0.drop_values_from(self.1);
+        // `&mut self`: no operation is in flight, so a `FULL` cell holds a
+        // value nobody took, dropped here exactly once; a value whose drop
+        // panics does not stop the others' (as in `Vec`).
+        let mut cells = self.cells.iter_mut();
+        super::drain::drop_all(&mut || {
+            cells.find_map(|cell| {
+                (crate::sync::u8_get_mut(&mut cell.state) == FULL).then(|| {
+                    // SAFETY: `FULL` means an initialized value that no
+                    // consumer swapped out; we own the segment, and the
+                    // iterator never yields this cell again.
+                    unsafe { cell.read() }
+                })
+            })
+        });
     }
 }
 

@@ -190,22 +190,8 @@ impl<T> Drop for SlotRing<T> {
     fn drop(&mut self) {
         // `&mut self`: no operation is in flight, so every queued index is in
         // `queued` and every slot behind it holds a value dropped exactly once.
-        // A value whose drop panics does not stop the others' (as in `Vec`):
-        // each is dropped while a guard for the rest is alive.
-        drop(DropRest(self));
-    }
-}
-
-/// Drops every value still queued in a ring, even if one's `drop` panics.
-struct DropRest<'a, T>(&'a SlotRing<T>);
-
-impl<T> Drop for DropRest<'_, T> {
-    fn drop(&mut self) {
-        while let Some(value) = self.0.pop() {
-            let rest = DropRest(self.0);
-            drop(value);
-            std::mem::forget(rest);
-        }
+        // A value whose drop panics does not stop the others' (as in `Vec`).
+        super::drain::drop_all(&mut || self.pop());
     }
 }
 

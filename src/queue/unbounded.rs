@@ -517,27 +517,19 @@ impl<T> Drop for UnboundedQueue<T> {
     fn drop(&mut self) {
         // `&mut self`: no operation is in flight; retired segments belong to
         // the epoch collector, the rest are reachable from `head`.
-        drop(DropSegments(crate::sync::ptr_get_mut(&mut self.head)));
-    }
-}
-
-/// Frees the segments from one on (with the values left in them), even if
-/// a value's drop panics on the way (as in `Vec`).
-struct DropSegments<T>(*mut Segment<T>);
-
-impl<T> Drop for DropSegments<T> {
-    fn drop(&mut self) {
-        let mut current = self.0;
-        while let Some(segment) = successor(current) {
-            // SAFETY: a segment reachable from `head` is owned by the queue
-            // and freed exactly once, here (the guard below starts after
-            // it); it drops the values left in it.
-            let mut segment = unsafe { Box::from_raw(segment) };
-            current = crate::sync::ptr_get_mut(&mut segment.next);
-            let rest = DropSegments(current);
-            drop(segment);
-            std::mem::forget(rest);
-        }
+        // A value whose drop panics does not stop the other segments'
+        // (as in `Vec`).
+        let mut current = crate::sync::ptr_get_mut(&mut self.head);
+        super::drain::drop_all(&mut || {
+            successor(current).map(|segment| {
+                // SAFETY: a segment reachable from `head` is owned by the
+                // queue and freed exactly once, here (`current` moves past
+                // it); dropping it drops the values left in it.
+                let mut segment = unsafe { Box::from_raw(segment) };
+                current = crate::sync::ptr_get_mut(&mut segment.next);
+                segment
+            })
+        });
     }
 }
 
