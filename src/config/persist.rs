@@ -353,11 +353,7 @@ impl<T> Persister<T> {
                 f.sync_all()
             })
             .is_ok();
-        if written && fs::rename(&temp, &self.path).is_ok() {
-            let _ = sync_dir(&self.dir);
-        } else {
-            let _ = fs::remove_file(&temp);
-        }
+        self.install_or_discard(&temp, written);
     }
 
     /// Puts the backup's contents back as the file, atomically (a synced
@@ -369,10 +365,17 @@ impl<T> Persister<T> {
         let copied = fs::copy(self.backup_path(), &temp)
             .and_then(|_| File::open(&temp)?.sync_all())
             .is_ok();
-        if copied && fs::rename(&temp, &self.path).is_ok() {
+        self.install_or_discard(&temp, copied);
+    }
+
+    /// Best effort, errors ignored: renames the synced `temp` over the file
+    /// and syncs the folder when it was `prepared`, else (or if the rename
+    /// fails) removes `temp`.
+    fn install_or_discard(&self, temp: &Path, prepared: bool) {
+        if prepared && fs::rename(temp, &self.path).is_ok() {
             let _ = sync_dir(&self.dir);
         } else {
-            let _ = fs::remove_file(&temp);
+            let _ = fs::remove_file(temp);
         }
     }
 

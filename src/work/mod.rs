@@ -914,13 +914,15 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// ```
     pub fn snapshot(&self) -> Vec<ItemSnapshot<T>> {
         let mut all = Vec::new();
-        let guard = epoch::pin();
-        self.table.for_each(&guard, |item, guard| {
-            if let Some(s) = ItemSnapshot::of(Arc::clone(item), item.state(), guard) {
-                all.push(s);
-            }
-        });
-        drop(guard);
+        {
+            // Pinned for the walk only, not for the sort below.
+            let guard = epoch::pin();
+            self.table.for_each(&guard, |item, guard| {
+                if let Some(s) = ItemSnapshot::of(Arc::clone(item), item.state(), guard) {
+                    all.push(s);
+                }
+            });
+        }
         all.sort_by_key(|s| s.item.seq);
         all
     }
