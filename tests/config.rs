@@ -612,3 +612,86 @@ fn a_panicking_drop_of_an_old_version_leaves_the_store_consistent() {
         .expect("the commit after the panic is seen");
     assert_eq!((seen.0, seen.version().get()), (3, 4));
 }
+
+/// A callback removed by another callback of the same commit is not called
+/// after `remove_callback` returned `true` (found in review: the commit
+/// ran the list it had copied).
+#[test]
+fn a_removed_callback_is_not_called_after_remove_returns() {
+    let store = Arc::new(ConfigStore::new(0u32));
+    let weak = Arc::downgrade(&store);
+    let second: Arc<Mutex<Option<unlocked::config::CallbackId>>> = Arc::new(Mutex::new(None));
+    let removed = Arc::new(AtomicUsize::new(0));
+    let calls_after_removal = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (second, removed) = (Arc::clone(&second), Arc::clone(&removed));
+        store.on_change(move |_| {
+            let id = second.lock().unwrap().take();
+            if let Some(id) = id {
+                assert!(weak.upgrade().unwrap().remove_callback(id));
+                removed.store(1, SeqCst);
+            }
+        });
+    }
+    {
+        let (removed, calls) = (Arc::clone(&removed), Arc::clone(&calls_after_removal));
+        let id = store.on_change(move |snap| {
+            if removed.load(SeqCst) == 1 {
+                calls.lock().unwrap().push(snap.version().get());
+            }
+        });
+        *second.lock().unwrap() = Some(id);
+    }
+    set(&store, 1);
+    assert_eq!(removed.load(SeqCst), 1);
+    set(&store, 2);
+    assert_eq!(*calls_after_removal.lock().unwrap(), Vec::<u64>::new());
+}
+
+/// A callback that commits does not make the callbacks after it end on
+/// the older version (found in review: they got 3, then 2).
+#[test]
+fn callbacks_never_go_back_to_an_older_version_when_a_callback_commits() {
+    let store = Arc::new(ConfigStore::new(0u32));
+    let weak = Arc::downgrade(&store);
+    store.on_change(move |snap| {
+        if **snap == 1 {
+            set(&*weak.upgrade().unwrap(), 2);
+        }
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    store.on_change(move |snap| s.lock().unwrap().push((snap.version().get(), **snap)));
+    set(&store, 1);
+    assert_eq!(store.load().version().get(), 3);
+    assert_eq!(*seen.lock().unwrap(), [(3, 2)]);
+}
+
+/// `history` may be called from an update closure: it does not take the
+/// writer lock (found in review: it deadlocked).
+#[test]
+fn history_may_be_read_from_an_update_closure() {
+    let store = Arc::new(ConfigStore::new(0u32));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = Arc::clone(&store);
+    thread::spawn(move || {
+        let first = s.update(|n| -> Result<(), ()> {
+            // Refuses a value already tried recently.
+            if s.history(4).iter().any(|v| **v == 5) {
+                return Err(());
+            }
+            *n = 5;
+            Ok(())
+        });
+        let again = s.update(|n| -> Result<(), ()> {
+            if s.history(4).iter().any(|v| **v == 5) {
+                return Err(());
+            }
+            *n = 5;
+            Ok(())
+        });
+        tx.send((first.is_ok(), again.is_err())).unwrap();
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok((true, true)));
+    assert_eq!(store.history(8).len(), 2);
+}

@@ -40,7 +40,7 @@ pub use subscribe::{CallbackId, Subscription};
 
 use crate::sync::{lock, AtomicBool, AtomicU64, Mutex, Ordering::SeqCst};
 use cell::Cell;
-use subscribe::Callback;
+use subscribe::{Callback, StoredCallback};
 
 /// A validator as stored: the boxed closure from the builder.
 type Validator<T> = Box<dyn Fn(&T) -> Result<(), BoxError> + Send + Sync>;
@@ -58,8 +58,9 @@ const DEFAULT_HISTORY: usize = 16;
 ///   other by a lock that readers never touch, so versions are published
 ///   (and written to disk) in order, each exactly one more than the last.
 /// - An update closure runs while that lock is held: it must not call a
-///   writer method of the same store (that would deadlock) and should be
-///   quick.
+///   writer method of the same store, nor `on_change` or
+///   `remove_callback` (that would deadlock), and should be quick. It may
+///   read the store, `history` included.
 ///
 /// # Examples
 /// ```
@@ -106,6 +107,11 @@ pub(crate) struct Shared<T> {
     event: Event,
     /// Everything only writers touch.
     writer: Mutex<WriterState<T>>,
+    /// The last `history_len` versions, newest last. Its own lock, taken
+    /// briefly by a commit (under the writer lock, to push a version) and
+    /// by `history`, which runs no user code under it: so `history` may be
+    /// called from an update closure or a validator (found in review).
+    history: Mutex<VecDeque<Arc<Committed<T>>>>,
     validators: Vec<Validator<T>>,
 }
 
@@ -113,8 +119,7 @@ pub(crate) struct Shared<T> {
 struct WriterState<T> {
     /// The latest committed value (what the cell holds).
     current: Arc<Committed<T>>,
-    /// The last `history_len` versions, newest last.
-    history: VecDeque<Arc<Committed<T>>>,
+    /// How many versions `Shared::history` keeps.
     history_len: usize,
     callbacks: Vec<(CallbackId, Callback<T>)>,
     next_callback: u64,
@@ -163,9 +168,9 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         history_len: usize,
     ) -> Self {
         let version = current.version();
+        let history = VecDeque::from([Arc::clone(&current)]);
         let writer = WriterState {
             current: Arc::clone(&current),
-            history: VecDeque::from([Arc::clone(&current)]),
             history_len,
             callbacks: Vec::new(),
             next_callback: 0,
@@ -179,6 +184,7 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
                 closed: AtomicBool::new(false),
                 event: Event::new(),
                 writer: Mutex::new(writer),
+                history: Mutex::new(history),
                 validators,
             }),
         }
@@ -330,9 +336,8 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     /// assert_eq!(h[0].version().get(), 4);
     /// ```
     pub fn history(&self, n: usize) -> Vec<Snapshot<T>> {
-        let writer = lock(&self.shared.writer);
-        writer
-            .history
+        let history = lock(&self.shared.history);
+        history
             .iter()
             .rev()
             .take(n)
@@ -361,9 +366,13 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     /// after the new version is visible and after the writer lock is
     /// released (so a callback may itself update the store). A callback
     /// that panics is caught: the commit still succeeds and the other
-    /// callbacks still run. Under concurrent commits, callbacks for
-    /// different versions may run at the same time or out of order; each
-    /// gets the snapshot its commit published.
+    /// callbacks still run. A callback is never given a version older
+    /// than one it was already given: when a callback commits, the
+    /// callbacks after it get the newer version first and skip the older
+    /// one, and under concurrent commits a callback may likewise skip a
+    /// version (it sees the newest, as a [`Subscription`] does). Calls for
+    /// different versions may still run at the same time on different
+    /// threads; each gets the snapshot its commit published.
     ///
     /// # Examples
     /// ```
@@ -381,11 +390,16 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         let mut writer = lock(&self.shared.writer);
         let id = CallbackId(writer.next_callback);
         writer.next_callback += 1;
-        writer.callbacks.push((id, Arc::new(callback)));
+        writer
+            .callbacks
+            .push((id, Arc::new(StoredCallback::new(Box::new(callback)))));
         id
     }
 
-    /// Removes a callback; `false` if it was already gone.
+    /// Removes a callback; `false` if it was already gone. Once this has
+    /// returned, no call of the callback starts, also from a commit that
+    /// was already running its callbacks (one call already under way on
+    /// another thread may still finish).
     ///
     /// # Examples
     /// ```
@@ -401,6 +415,12 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
             .iter()
             .position(|(i, _)| *i == id)
             .map(|at| writer.callbacks.remove(at));
+        // A commit that took the list before may still hold it (a callback
+        // that removes the next one, on this very thread): it checks this
+        // mark before each call (found in review).
+        if let Some((_, callback)) = &removed {
+            callback.remove();
+        }
         // The closure (and what it captured) is user code: dropped after
         // the lock, so that its `Drop` may call the store.
         drop(writer);
@@ -426,12 +446,16 @@ impl<T> Shared<T> {
         committed: Arc<Committed<T>>,
     ) -> (Vec<Callback<T>>, Option<Arc<Committed<T>>>) {
         let version = committed.version().get();
-        let evicted = if writer.history.len() == writer.history_len {
-            writer.history.pop_front()
-        } else {
-            None
+        let evicted = {
+            let mut history = lock(&self.history);
+            let evicted = if history.len() == writer.history_len {
+                history.pop_front()
+            } else {
+                None
+            };
+            history.push_back(Arc::clone(&committed));
+            evicted
         };
-        writer.history.push_back(Arc::clone(&committed));
         // Still in the history (or in `evicted`): not its last reference.
         let _previous = std::mem::replace(&mut writer.current, Arc::clone(&committed));
         self.cell.store(committed);

@@ -28,10 +28,56 @@ use std::time::{Duration, Instant};
 use event_listener::Listener;
 
 use super::{Committed, Shared, Snapshot, Version};
-use crate::sync::Ordering::SeqCst;
+use crate::sync::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
-/// A change callback as stored.
-pub(crate) type Callback<T> = Arc<dyn Fn(&Snapshot<T>) + Send + Sync>;
+/// A change callback as stored (shared with the commits running it).
+pub(crate) type Callback<T> = Arc<StoredCallback<T>>;
+
+/// A callback as `on_change` takes it.
+type CallbackFn<T> = dyn Fn(&Snapshot<T>) + Send + Sync;
+
+/// A registered callback and what `notify` checks before each call.
+pub(crate) struct StoredCallback<T> {
+    /// Set by `remove_callback`: no call starts once it is seen.
+    removed: AtomicBool,
+    /// The newest version this callback was given: an older one (from a
+    /// commit made inside a callback, or a concurrent one) is skipped.
+    newest: AtomicU64,
+    callback: Box<CallbackFn<T>>,
+}
+
+impl<T> StoredCallback<T> {
+    pub(crate) fn new(callback: Box<CallbackFn<T>>) -> Self {
+        StoredCallback {
+            removed: AtomicBool::new(false),
+            newest: AtomicU64::new(0),
+            callback,
+        }
+    }
+
+    /// Marks the callback removed (by `remove_callback`, under the writer
+    /// lock).
+    pub(crate) fn remove(&self) {
+        // SeqCst: a `notify` whose load of `removed` comes later in the
+        // total order (any that starts after `remove_callback` returned)
+        // sees it.
+        self.removed.store(true, SeqCst);
+    }
+
+    /// Calls the callback with `snapshot` (of `version`), unless it was
+    /// removed or already given a newer version; a panic is caught.
+    fn call(&self, version: u64, snapshot: &Snapshot<T>) {
+        // SeqCst (both): as in `remove`; and `fetch_max` so that of two
+        // commits racing here, the older one sees the newer's version.
+        if self.removed.load(SeqCst) || self.newest.fetch_max(version, SeqCst) > version {
+            return;
+        }
+        // A panicking callback must not stop the others or fail the
+        // commit, which has already happened. The panic hook still
+        // reports it.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| (self.callback)(snapshot)));
+    }
+}
 
 /// Names a callback registered with
 /// [`ConfigStore::on_change`](super::ConfigStore::on_change).
@@ -211,12 +257,10 @@ impl<T> Shared<T> {
         if callbacks.is_empty() {
             return;
         }
+        let version = committed.version().get();
         let snapshot = Snapshot::from_arc(committed);
         for callback in callbacks {
-            // A panicking callback must not stop the others or fail the
-            // commit, which has already happened. The panic hook still
-            // reports it.
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| callback(&snapshot)));
+            callback.call(version, &snapshot);
         }
     }
 
