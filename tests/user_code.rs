@@ -396,6 +396,52 @@ mod cache_reentrant_drop {
     }
 }
 
+mod cache_clone_reentry {
+    //! `V::clone` that loads another key of the same shard: the leader
+    //! cloned its value under the shard's `flights` lock and deadlocked
+    //! (found in review); `get_or_insert_with`'s docs allow it.
+
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::{mpsc, OnceLock};
+    use std::time::Duration;
+
+    use unlocked::Cache;
+
+    static CACHE: OnceLock<Cache<u64, Loads>> = OnceLock::new();
+    static ARMED: AtomicBool = AtomicBool::new(false);
+
+    /// A value whose `clone` (once armed) loads key 2 through the cache.
+    #[derive(Debug)]
+    struct Loads(u64);
+
+    impl Clone for Loads {
+        fn clone(&self) -> Self {
+            if ARMED.swap(false, SeqCst) {
+                let two = CACHE.get().unwrap().get_or_insert_with(2, || Loads(2));
+                assert_eq!(two.0, 2);
+            }
+            Loads(self.0)
+        }
+    }
+
+    #[test]
+    fn value_clone_that_loads_another_key_does_not_deadlock() {
+        CACHE.get_or_init(|| Cache::builder().max_capacity(16).shards(1).build().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let cache = CACHE.get().unwrap();
+            ARMED.store(true, SeqCst);
+            let one = cache.get_or_insert_with(1, || Loads(1));
+            tx.send((one.0, cache.get(&2).map(|v| v.0))).unwrap();
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(30)).ok(),
+            Some((1, Some(2))),
+            "deadlock: V::clone ran under the shard's flights lock"
+        );
+    }
+}
+
 mod cache_listener_reentry {
     use std::sync::{mpsc, Arc, OnceLock, Weak};
     use std::time::Duration;

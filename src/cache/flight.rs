@@ -8,8 +8,9 @@
 //! late caller finds one or the other), and then either joins the key's
 //! [`Flight`] or adds one and becomes its leader.
 //!
-//! The leader's `Leader` guard (in `cache/mod.rs`) ends the flight in every case: on success
-//! it publishes `Done(value)`, then inserts and leaves the list; if it is
+//! The leader's `Leader` guard (in `cache/mod.rs`) ends the flight in every
+//! case: on success it inserts and leaves the list, then publishes
+//! `Done(value)` (so a waiter's next `get` finds the value); if it is
 //! dropped unfinished (the loader panicked, returned an error, or the async
 //! caller's future was dropped) it leaves the list and publishes
 //! `Abandoned`. Every waiter wakes; a waiter that sees `Abandoned` starts

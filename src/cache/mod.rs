@@ -859,13 +859,17 @@ where
         // first pin may run deferred destructors of keys and values, user
         // code that could call back into this shard's loading and deadlock
         // on the lock (found in review).
-        let _guard = epoch::pin();
+        let guard = epoch::pin();
         let mut flights = shard.flights.lock();
         // A leader inserts before it leaves the list (under this lock), so
-        // looking again here closes the window between the two.
-        if let Some(v) = self.lookup(hash, &key, false) {
-            drop(flights);
-            return Role::Ready(v);
+        // looking again here closes the window between the two. The value
+        // is cloned (`V::clone`, user code that may load another key of
+        // this shard) after the lock is released; `guard` keeps the entry.
+        if let Probe::Found(_, e) = shard.table(&guard).find(hash, &key) {
+            if !self.is_expired(e.expires) {
+                drop(flights);
+                return Role::Ready(e.value.clone());
+            }
         }
         if let Some(f) = flights.iter().find(|f| f.hash == hash && f.key == key) {
             return Role::Wait(Arc::clone(&f.flight), key);
@@ -918,21 +922,25 @@ where
         let shard = cache.shard(self.hash);
         let guard = epoch::pin();
         let mut ctx = cache.ctx(&guard);
+        // Cloned before the flights lock: `V::clone` is user code, which
+        // may load another key of this shard (found in review: it
+        // deadlocked). Dropped, if not stored, after the lock (declared
+        // before it).
+        let stored = value.clone();
         let mut flights = shard.flights.lock();
         if let Some(pos) = flights
             .iter()
             .position(|f| Arc::ptr_eq(&f.flight, &self.flight))
         {
             let InFlight { key, .. } = flights.swap_remove(pos);
-            let value = value.clone();
             // Weighed under the flights lock (the weigher must not call into
             // the cache), and inserted under it: see `Cache::join`.
-            let weight = cache.weigh(&key, &value);
+            let weight = cache.weigh(&key, &stored);
             shard.insert(
                 &mut ctx,
                 self.hash,
                 key,
-                value,
+                stored,
                 cache.expiry(cache.ttl),
                 weight,
             );
