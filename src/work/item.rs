@@ -68,11 +68,35 @@ impl State {
     }
 }
 
-/// The last failure reason, tagged with the claim it belongs to so that a
-/// late writer never overwrites a newer reason.
+/// Who records a failure reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecordedBy {
+    /// The claim itself, through `fail`.
+    Claim,
+    /// `reap_expired`, when the claim's lease ran out.
+    Reaper,
+}
+
+/// The last failure reason, tagged with the claim it belongs to (and who
+/// recorded it) so that a late writer never overwrites a newer reason.
 struct LastError {
     seq: u32,
+    by: RecordedBy,
     reason: Arc<str>,
+}
+
+impl LastError {
+    /// `true` if this record must stay rather than give way to one of
+    /// claim `seq` recorded `by`: it belongs to a later claim, or it is
+    /// the claim's own reason and the other the reaper's of the same claim.
+    /// A claim's `fail` is accepted after a reap of it only (before, the
+    /// item is no longer processing and nothing reaps it), so the claim's
+    /// reason is the later event even when the reaper's write lands last
+    /// (found in review: a preempted reaper overwrote it).
+    fn outranks(&self, seq: u32, by: RecordedBy) -> bool {
+        seq_newer(self.seq, seq)
+            || (self.seq == seq && self.by == RecordedBy::Claim && by == RecordedBy::Reaper)
+    }
 }
 
 /// An item as the queue stores it. `data` never changes after `add`.
@@ -161,15 +185,15 @@ impl<T> Item<T> {
 
     /// Records `reason` as the failure of claim `seq`, unless a reason of a
     /// later claim is already there.
-    pub(crate) fn set_last_error(&self, seq: u32, reason: Arc<str>) {
-        let new = Box::into_raw(Box::new(LastError { seq, reason }));
+    pub(crate) fn set_last_error(&self, seq: u32, by: RecordedBy, reason: Arc<str>) {
+        let new = Box::into_raw(Box::new(LastError { seq, by, reason }));
         let guard = epoch::pin();
         // Acquire: we read the current record's `seq` below.
         let mut current = self.last_error.load(Acquire);
         loop {
             // SAFETY: as in `last_error`: pinned, freed only through the epoch.
             if let Some(cur) = unsafe { current.as_ref() } {
-                if seq_newer(cur.seq, seq) {
+                if cur.outranks(seq, by) {
                     // SAFETY: `new` was never shared.
                     drop(unsafe { Box::from_raw(new) });
                     return;

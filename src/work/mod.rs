@@ -43,7 +43,7 @@ use crate::sync::{
     AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering::Acquire, Ordering::Relaxed,
     Ordering::Release, Ordering::SeqCst,
 };
-use item::{raw, Item, State};
+use item::{raw, Item, RecordedBy, State};
 use table::Table;
 
 /// The reason recorded when [`WorkQueue::reap_expired`] takes an item back.
@@ -54,6 +54,19 @@ const REMOVED_STRIPES: usize = 8;
 
 /// `next_due` when no item may be waiting out a retry backoff.
 const NOTHING_DUE: u64 = u64::MAX;
+
+/// `not_before` as a `next_due` hint: a lower bound that is never the
+/// [`NOTHING_DUE`] sentinel. A wait that saturated the clock ends at
+/// `u64::MAX` and must still make a claim scan once the clock gets there
+/// (found in review: only `reap_expired` found such an item).
+fn due_hint(not_before: u64) -> u64 {
+    not_before.min(NOTHING_DUE - 1)
+}
+
+/// A lease deadline that saturated the clock (a lease past its range,
+/// such as `Duration::MAX`): it never runs out, also on a clock that
+/// saturated too (found in review: such a lease was reaped).
+const NEVER_EXPIRES: u64 = u64::MAX;
 
 /// A lock-free work queue: producers [`add`](Self::add) items, workers
 /// [`claim`](Self::claim) them under a lease and settle them with
@@ -531,7 +544,9 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
             raw::PROCESSING | raw::PENDING_EXPIRED => s.with(raw::PENDING, s.attempts()),
             _ => s.with(raw::FAILED, s.attempts()),
         })?;
-        claim.item.set_last_error(claim.seq, reason);
+        claim
+            .item
+            .set_last_error(claim.seq, RecordedBy::Claim, reason);
         let retry = old.status() == raw::PROCESSING && old.attempts() < max;
         match not_before {
             Some(nb) if retry => self.delayed(nb),
@@ -596,7 +611,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
         // waiter protocol (`queue/waiters.rs`), with `recheck_after`'s
         // SeqCst load as the consumer half: either that load sees this
         // time, or `notify_every` below sees the waiter.
-        self.next_due.fetch_min(not_before, SeqCst);
+        self.next_due.fetch_min(due_hint(not_before), SeqCst);
         self.waiters.notify_every();
     }
 
@@ -650,7 +665,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
         if not_before > now {
             // SeqCst: as in `delayed` (the waiter protocol: `after_scan`
             // notifies).
-            self.next_due.fetch_min(not_before, SeqCst);
+            self.next_due.fetch_min(due_hint(not_before), SeqCst);
             return true;
         }
         // A failed CAS means the item was removed or promoted by another
@@ -760,7 +775,8 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
             // Relaxed: `state` was read with Acquire from (the release
             // sequence of) the claiming CAS, which the claim's `fetch_max`
             // precedes; so this reads that deadline or a later one.
-            if item.deadline.load(Relaxed) > now {
+            let deadline = item.deadline.load(Relaxed);
+            if deadline > now || deadline == NEVER_EXPIRES {
                 return false;
             }
             let dead = state.attempts() >= self.max_attempts;
@@ -771,7 +787,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
             };
             match item.cas(state, state.with(status, state.attempts())) {
                 Ok(()) => {
-                    item.set_last_error(state.seq(), Arc::from(LEASE_EXPIRED));
+                    item.set_last_error(state.seq(), RecordedBy::Reaper, Arc::from(LEASE_EXPIRED));
                     if !dead {
                         self.enqueue(Arc::clone(item));
                     }
@@ -1022,7 +1038,27 @@ mod tests {
         let c2 = q.claim().unwrap();
         q.fail(&c2, "second").unwrap();
         let item = q.table.get(id, &epoch::pin()).unwrap();
-        item.set_last_error(c1.seq, Arc::from("late first"));
+        item.set_last_error(c1.seq, RecordedBy::Claim, Arc::from("late first"));
         assert_eq!(q.get(id).unwrap().last_error().as_deref(), Some("second"));
+    }
+
+    /// A reaper preempted between its state change and its record must not
+    /// overwrite the reason of the claim's `fail`, accepted after the reap
+    /// (found in review: the dead letter said "lease expired" for good).
+    #[test]
+    fn a_late_reaper_record_never_overwrites_the_claims_own_reason() {
+        let (q, clock) = queue(1);
+        let id = q.add(1).unwrap();
+        let c = q.claim().unwrap();
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(q.reap_expired(), 1);
+        assert_eq!(q.fail(&c, "worker reason"), Ok(ItemStatus::Failed));
+        // The reaper's record of the same claim lands last.
+        let item = q.table.get(id, &epoch::pin()).unwrap();
+        item.set_last_error(c.seq, RecordedBy::Reaper, Arc::from(LEASE_EXPIRED));
+        assert_eq!(
+            q.get(id).unwrap().last_error().as_deref(),
+            Some("worker reason")
+        );
     }
 }
