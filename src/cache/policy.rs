@@ -362,6 +362,15 @@ impl<H: Handle> Policy<H> {
 
     /// Drops every dead handle.
     fn compact(&mut self) {
+        // Spilled keys (main's first `spilled` handles) that the shell
+        // removed since are undone already.
+        let dead = self
+            .main
+            .iter()
+            .take(self.spilled)
+            .filter(|h| !h.is_live())
+            .count();
+        self.spilled -= dead;
         self.small.retain(Handle::is_live);
         self.main.retain(Handle::is_live);
         self.small.shrink_to(self.small.len() * 2);
@@ -373,11 +382,29 @@ impl<H: Handle> Policy<H> {
         if self.spilled > 0 && !self.spilling {
             // A key proved itself since small spilled into main: the
             // spilled keys, at main's head, leave before small shortens
-            // (as they would have from small).
-            self.spilled -= 1;
-            return self.evict_main(evicted);
+            // (as they would have from small). One the shell removed since
+            // is undone already: it must not cost another key (found in
+            // review: removed spilled keys made proven ones leave).
+            while self.spilled > 0 && self.main.front().is_some_and(|h| !h.is_live()) {
+                self.main.pop_front();
+                self.spilled -= 1;
+            }
+            if self.spilled > 0 {
+                self.spilled -= 1;
+                return self.evict_main(evicted);
+            }
         }
-        if self.small.len() >= self.small_target || self.main.is_empty() {
+        // Small's share of what is resident: its target when the entry
+        // bound evicts (`live == capacity`), less when the weight bound
+        // evicts with fewer entries resident; with the full target small
+        // never reached it, main gave every victim and a scan flushed it.
+        let target = share(
+            self.small_target,
+            self.live.min(self.capacity),
+            self.capacity,
+        )
+        .max(1);
+        if self.small.len() >= target || self.main.is_empty() {
             // Pop small until one live handle leaves it: an unread one is
             // evicted and remembered by the ghost (or spills into main's
             // free share), a read one moves to main with its counter reset
@@ -409,6 +436,7 @@ impl<H: Handle> Policy<H> {
                 }
                 if f == 0 && !self.spills() {
                     self.starved += 1;
+                    self.ghost.reserve(self.live);
                     self.ghost.insert(h.hash());
                     self.live -= 1;
                     evicted.push(h);
@@ -485,6 +513,7 @@ impl<H: Handle> Policy<H> {
             }
             let f = h.frequency().min(MAX_FREQUENCY);
             if f == 0 || budget == 0 {
+                self.main_ghost.reserve(self.live);
                 self.main_ghost.insert(h.hash());
                 self.live -= 1;
                 evicted.push(h);
@@ -496,6 +525,7 @@ impl<H: Handle> Policy<H> {
         }
         while let Some(h) = self.small.pop_front() {
             if h.is_live() {
+                self.ghost.reserve(self.live);
                 self.ghost.insert(h.hash());
                 self.live -= 1;
                 evicted.push(h);
@@ -529,6 +559,8 @@ struct Ghost {
     slots: Vec<(u32, u32)>,
     /// `slots.len() / BUCKET`.
     buckets: usize,
+    /// Keys the slots are sized for (see [`Ghost::reserve`]).
+    sized_for: usize,
     /// The clock: insertions and ticks so far (wrapping).
     now: u32,
     /// The clock, not wrapping and not cleared.
@@ -539,12 +571,12 @@ impl Ghost {
     /// An empty ghost of about `capacity` fingerprints.
     fn new(capacity: usize) -> Self {
         let capacity = capacity.min(u32::MAX as usize / 2);
-        let buckets = (capacity + capacity / 2).div_ceil(BUCKET).max(1);
         Ghost {
             capacity: capacity as u32,
             // Allocated by the first `insert` (see `ensure_slots`).
             slots: Vec::new(),
-            buckets,
+            buckets: 1,
+            sized_for: 0,
             now: 0,
             total: 0,
         }
@@ -580,8 +612,25 @@ impl Ghost {
     /// never pays for a ghost sized for its capacity.
     fn ensure_slots(&mut self) {
         if self.slots.is_empty() {
-            self.slots = vec![(0, 0); self.buckets * BUCKET];
+            self.reserve(self.capacity as usize);
         }
+    }
+
+    /// Sizes the slots for `resident` keys (at most `capacity`): the shard
+    /// holds that many when it evicts. For the entry bound that is the
+    /// capacity, but the weight bound evicts with fewer entries resident,
+    /// and a ghost sized for the capacity then allocated 12 bytes per unit
+    /// of capacity at the first eviction (25 GB, an abort, for
+    /// `usize::MAX / 4`). Grows when twice as many keys are resident,
+    /// forgetting what it held (which only shades the hit ratio).
+    fn reserve(&mut self, resident: usize) {
+        let want = resident.clamp(1, (self.capacity as usize).max(1));
+        if self.capacity == 0 || (!self.slots.is_empty() && want <= self.sized_for * 2) {
+            return;
+        }
+        self.sized_for = want;
+        self.buckets = (want + want / 2).div_ceil(BUCKET).max(1);
+        self.slots = vec![(0, 0); self.buckets * BUCKET];
     }
 
     /// Remembers `hash`, overwriting a forgotten or the oldest slot.
