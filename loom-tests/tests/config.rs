@@ -1,5 +1,6 @@
 //! loom models of the config store's publish/load protocol, its cached
-//! reader, and an update racing a new subscription; 2 to 3 threads.
+//! reader, an update racing a new subscription, and racing commits running
+//! their callbacks; 2 to 3 threads.
 //!
 //! Run (release, bounded preemptions), from the repository root:
 //! ```text
@@ -173,5 +174,40 @@ fn two_writers_and_a_subscriber() {
             assert_eq!((s.version().get(), s.a, s.b), (3, 2, 2));
         }
         assert!(sub.try_changed().is_none());
+    });
+}
+
+/// Two commits racing, each running the callbacks after the lock: a
+/// callback gets each version at most once and the newest (3) always, and
+/// a callback removed before both commits start is never called. (Stored
+/// callbacks keep the newest version given, `fetch_max`, and a removed
+/// mark. The callbacks' own state is a `std` mutex, which loom need not
+/// explore; a panic would be caught by the store, so calls are recorded.)
+#[test]
+fn racing_commits_give_each_callback_the_newest_version_once() {
+    loom::model(|| {
+        let store = new_store();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = std::sync::Arc::clone(&seen);
+        store.on_change(move |snap| record.lock().unwrap().push(snap.version().get()));
+        let wrongly_called = std::sync::Arc::new(std::sync::Mutex::new(false));
+        let flag = std::sync::Arc::clone(&wrongly_called);
+        let removed = store.on_change(move |_| *flag.lock().unwrap() = true);
+        assert!(store.remove_callback(removed));
+        let first = spawn_with(&store, bump);
+        let second = spawn_with(&store, bump);
+        first.join().unwrap();
+        second.join().unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            seen.contains(&3),
+            "the newest version was skipped: {seen:?}"
+        );
+        let mut once = seen.clone();
+        once.sort_unstable();
+        once.dedup();
+        assert_eq!(once.len(), seen.len(), "a version given twice: {seen:?}");
+        assert!(seen.iter().all(|v| (2..=3).contains(v)), "{seen:?}");
+        assert!(!*wrongly_called.lock().unwrap(), "a removed callback ran");
     });
 }
