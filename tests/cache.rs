@@ -1522,3 +1522,61 @@ fn a_weight_bound_cache_keeps_its_hit_ratio_on_a_mixed_workload() {
         "entry bound {e:.3}, the same by weight {w:.3}"
     );
 }
+
+/// Runs `get_or_insert_with(1, ..)` on another thread whose loader returns
+/// 10 once `during` has run on this thread while it was loading; returns
+/// what the caller got.
+fn load_with_a_write_during(cache: &Arc<Cache<u64, u64>>, during: impl FnOnce()) -> u64 {
+    let (started_tx, started) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let loader = {
+        let cache = Arc::clone(cache);
+        thread::spawn(move || {
+            cache.get_or_insert_with(1, move || {
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                10
+            })
+        })
+    };
+    started.recv().unwrap();
+    during();
+    go.send(()).unwrap();
+    loader.join().unwrap()
+}
+
+/// A value inserted while a load of the same key runs wins: the loaded
+/// value may be older (found in review: the load overwrote it). The
+/// loader's caller still gets what it loaded.
+#[test]
+fn an_insert_during_a_load_is_not_overwritten_by_it() {
+    let cache = Arc::new(Cache::new(10));
+    let got = load_with_a_write_during(&cache, || cache.insert(1, 20));
+    assert_eq!(got, 10);
+    assert_eq!(cache.get(&1), Some(20));
+}
+
+/// A key removed while its load runs stays removed: the load read the
+/// source before the removal, so storing it would bring back what the
+/// removal invalidated (found in review).
+#[test]
+fn a_remove_during_a_load_is_not_undone_by_it() {
+    let cache = Arc::new(Cache::new(10));
+    let got = load_with_a_write_during(&cache, || {
+        assert_eq!(cache.remove(&1), None);
+    });
+    assert_eq!(got, 10);
+    assert_eq!(cache.get(&1), None);
+    // The next load stores its value.
+    assert_eq!(cache.get_or_insert_with(1, || 30), 30);
+    assert_eq!(cache.get(&1), Some(30));
+}
+
+/// The same for `clear`.
+#[test]
+fn a_clear_during_a_load_is_not_undone_by_it() {
+    let cache = Arc::new(Cache::new(10));
+    let got = load_with_a_write_during(&cache, || cache.clear());
+    assert_eq!(got, 10);
+    assert_eq!(cache.get(&1), None);
+}

@@ -1,5 +1,6 @@
 //! loom models of the cache: the table's publish/unlink protocol seen by a
-//! lock-free reader, eviction, expiry, and the single-flight hand-off.
+//! lock-free reader, eviction, expiry, the single-flight hand-off, and an
+//! insert or a removal racing a load.
 //! 2 to 3 threads, 1 to 2 operations each.
 //!
 //! Run (release, bounded preemptions), from the repository root:
@@ -194,6 +195,65 @@ fn single_flight_loads_once() {
         assert_eq!((a_then, b_then), (Some(a), Some(b)));
         assert_eq!(a, b);
         assert_eq!(c.stats().inserts, 1);
+    });
+}
+
+/// A `remove` racing a load of the same key: once the remove starts after
+/// the loader has started, the loaded value is not in the cache afterwards
+/// (the remove marks the load superseded, or removes the value it stored).
+/// Whatever the order, the loader's caller gets its own value.
+#[test]
+fn remove_racing_a_load_is_not_undone() {
+    loom::model(|| {
+        let c = Arc::new(cache(4, &ManualClock::new()));
+        let started = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&started);
+        let loader = spawn_with(&c, move |c| {
+            c.get_or_insert_with(1, || {
+                // SeqCst: read by the remover below.
+                flag.store(true, loom::sync::atomic::Ordering::SeqCst);
+                10
+            })
+        });
+        // SeqCst: see the loader.
+        let after_start = started.load(loom::sync::atomic::Ordering::SeqCst);
+        let removed = c.remove(&1);
+        assert_eq!(loader.join().unwrap(), 10);
+        let left = c.get(&1);
+        if after_start {
+            assert_eq!(left, None, "the removal was undone (removed {removed:?})");
+        }
+        assert!(removed.is_none() || left.is_none());
+    });
+}
+
+/// An `insert` racing a load of the same key: once the insert starts after
+/// the loader has started, its value is the one left in the cache, and the
+/// loader's caller gets its own value.
+#[test]
+fn insert_racing_a_load_is_not_overwritten() {
+    loom::model(|| {
+        let c = Arc::new(cache(4, &ManualClock::new()));
+        let started = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&started);
+        let loader = spawn_with(&c, move |c| {
+            c.get_or_insert_with(1, || {
+                // SeqCst: read by the writer below.
+                flag.store(true, loom::sync::atomic::Ordering::SeqCst);
+                10
+            })
+        });
+        // SeqCst: see the loader.
+        let after_start = started.load(loom::sync::atomic::Ordering::SeqCst);
+        c.insert(1, 20);
+        let got = loader.join().unwrap();
+        let left = c.get(&1);
+        if after_start {
+            assert_eq!(got, 10);
+            assert_eq!(left, Some(20), "the load overwrote a newer insert");
+        }
+        assert!(got == 10 || got == 20, "{got}");
+        assert!(left == Some(10) || left == Some(20), "{left:?}");
     });
 }
 

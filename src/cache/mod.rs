@@ -622,8 +622,12 @@ where
         let weight = self.weigh(&key, &value);
         let guard = epoch::pin();
         let mut ctx = self.ctx(&guard);
-        self.shard(hash)
-            .insert(&mut ctx, hash, key, value, expires, weight);
+        let shard = self.shard(hash);
+        // First, so that a load of `key` now in flight does not overwrite
+        // this newer value (found in review); one atomic load when nothing
+        // is loading.
+        shard.flights.supersede(hash, &key);
+        shard.insert(&mut ctx, hash, key, value, expires, weight);
         self.notify(ctx);
     }
 
@@ -645,7 +649,11 @@ where
         let hash = self.hash(key);
         let guard = epoch::pin();
         let mut ctx = self.ctx(&guard);
-        let removed = self.shard(hash).remove(&mut ctx, hash, key);
+        let shard = self.shard(hash);
+        // First, so that a load of `key` now in flight does not store a
+        // value read before this removal (found in review).
+        shard.flights.supersede(hash, key);
+        let removed = shard.remove(&mut ctx, hash, key);
         // The listener first: the entry is already unlinked, and `V::clone`
         // (user code) may panic; `guard` keeps `removed` alive (found in
         // review: the listener was never told).
@@ -667,6 +675,8 @@ where
         for shard in self.shards.iter() {
             let guard = epoch::pin();
             let mut ctx = self.ctx(&guard);
+            // As in `remove`: loads in flight do not store their values.
+            shard.flights.supersede_all();
             shard.clear(&mut ctx);
             self.notify(ctx);
         }
@@ -739,6 +749,11 @@ where
     /// with no lock of the cache held, so it may use the cache, but it must
     /// not load the *same* key through it: it would wait for itself. The
     /// same holds for `V::clone`, with which waiters copy the shared value.
+    ///
+    /// A write to the key while the loader runs wins: after an `insert`,
+    /// `remove` or `clear` that started once the loader had, the loaded
+    /// value (maybe read from its source before that write) is returned to
+    /// the callers waiting for it but not stored.
     ///
     /// # Examples
     /// ```
@@ -871,15 +886,11 @@ where
                 return Role::Ready(e.value.clone());
             }
         }
-        if let Some(f) = flights.iter().find(|f| f.hash == hash && f.key == key) {
-            return Role::Wait(Arc::clone(&f.flight), key);
+        if let Some(flight) = flights.find(hash, &key) {
+            return Role::Wait(Arc::clone(flight), key);
         }
         let flight = Arc::new(Flight::new());
-        flights.push(InFlight {
-            hash,
-            key,
-            flight: Arc::clone(&flight),
-        });
+        flights.push(hash, key, Arc::clone(&flight));
         Role::Lead(Leader {
             cache: self,
             hash,
@@ -916,8 +927,10 @@ where
 {
     /// Inserts `value`, leaves the list, then shares `value` with the
     /// waiters: a waiter's next `get` finds it (read your writes), unless
-    /// something removed it since.
-    fn complete(mut self, value: V) -> V {
+    /// something removed it since. A value written (`insert`) or removed
+    /// (`remove`, `clear`) while the loader ran wins: the loaded value,
+    /// maybe older than that write, goes to the callers but is not stored.
+    fn complete(self, value: V) -> V {
         let cache = self.cache;
         let shard = cache.shard(self.hash);
         let guard = epoch::pin();
@@ -925,30 +938,39 @@ where
         // Cloned before the flights lock: `V::clone` is user code, which
         // may load another key of this shard (found in review: it
         // deadlocked). Dropped, if not stored, after the lock (declared
-        // before it).
+        // before it), as is the key.
         let stored = value.clone();
         let mut flights = shard.flights.lock();
-        if let Some(pos) = flights
-            .iter()
-            .position(|f| Arc::ptr_eq(&f.flight, &self.flight))
-        {
-            let InFlight { key, .. } = flights.swap_remove(pos);
-            // Weighed under the flights lock (the weigher must not call into
-            // the cache), and inserted under it: see `Cache::join`.
-            let weight = cache.weigh(&key, &stored);
-            shard.insert(
-                &mut ctx,
-                self.hash,
-                key,
-                stored,
-                cache.expiry(cache.ttl),
-                weight,
-            );
+        let mine = flights.take(&self.flight);
+        // Not stored if an `insert`, `remove` or `clear` of the key came
+        // while the loader ran (`superseded`): that write wins, as the
+        // loaded value may be older (found in review: the load overwrote
+        // it).
+        let store = mine.as_ref().is_some_and(|f| !f.superseded);
+        if store {
+            if let Some(InFlight { key, .. }) = mine {
+                // Weighed under the flights lock (the weigher must not call
+                // into the cache), and inserted under it: see `Cache::join`.
+                let weight = cache.weigh(&key, &stored);
+                shard.insert(
+                    &mut ctx,
+                    self.hash,
+                    key,
+                    stored,
+                    cache.expiry(cache.ttl),
+                    weight,
+                );
+            }
         }
         drop(flights);
+        cache.notify(ctx);
+        self.finish(value)
+    }
+
+    /// Shares `value` with the waiters and hands it back.
+    fn finish(mut self, value: V) -> V {
         self.flight.finish(Some(value.clone()));
         self.done = true;
-        cache.notify(ctx);
         value
     }
 }
@@ -960,10 +982,7 @@ impl<K, V, S> Drop for Leader<'_, K, V, S> {
         }
         let shard = self.cache.shard(self.hash);
         let mut flights = shard.flights.lock();
-        let mine = flights
-            .iter()
-            .position(|f| Arc::ptr_eq(&f.flight, &self.flight))
-            .map(|pos| flights.swap_remove(pos));
+        let mine = flights.take(&self.flight);
         drop(flights);
         self.flight.finish(None);
         // The key (user code may run in its drop) goes outside the lock.

@@ -10,7 +10,7 @@
 use std::borrow::Borrow;
 
 use super::entry::{Entry, Node, NodeRef, NEVER};
-use super::flight::InFlight;
+use super::flight::Flights;
 use super::policy::Policy;
 use super::stats::{bump_locked, WriteCounters};
 use super::table::{slots_for, tombstone, Probe, Table};
@@ -126,7 +126,7 @@ pub(crate) struct Shard<K, V> {
     writer: Mutex<Writer<K, V>>,
     pub(crate) counters: WriteCounters,
     /// Keys being loaded by `get_or_insert_with` and friends.
-    pub(crate) flights: Mutex<Vec<InFlight<K, V>>>,
+    pub(crate) flights: Flights<K, V>,
     /// The table's size once the shard holds `capacity` entries; it starts
     /// smaller and doubles as entries arrive (see [`INITIAL_ENTRIES`]).
     max_slots: usize,
@@ -152,7 +152,7 @@ impl<K, V> Shard<K, V> {
                 evicted: Vec::new(),
             }),
             counters: WriteCounters::default(),
-            flights: Mutex::new(Vec::new()),
+            flights: Flights::new(),
         }
     }
 
