@@ -431,6 +431,42 @@ impl BenchCache for TtlLru {
     }
 }
 
+/// Shards of [`ShardedTtlLru`], as the seeds' `ShardedCache(num_shards=16)`.
+const SEED_SHARDS: usize = 16;
+
+/// The seeds' `ShardedCache` ported to Rust: 16 [`TtlLru`]s, a key's shard
+/// picked from its hash, the capacity split evenly (the seeds pass the same
+/// `max_size` to every shard; splitting it keeps the total equal to the
+/// other caches').
+#[derive(Debug)]
+pub struct ShardedTtlLru {
+    shards: Vec<TtlLru>,
+}
+
+impl ShardedTtlLru {
+    fn shard(&self, key: u64) -> &TtlLru {
+        // Fibonacci hashing: the top 4 bits of the product pick 1 of 16.
+        &self.shards[(key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize]
+    }
+}
+
+impl BenchCache for ShardedTtlLru {
+    const NAME: &'static str = "16 x Mutex<LruCache> + TTL (seeds' ShardedCache)";
+    const ROLE: Role = Role::LockBaseline;
+    fn with_capacity(capacity: usize) -> Self {
+        let per = capacity.div_ceil(SEED_SHARDS).max(1);
+        ShardedTtlLru {
+            shards: (0..SEED_SHARDS).map(|_| TtlLru::with_capacity(per)).collect(),
+        }
+    }
+    fn get(&self, key: u64) -> bool {
+        self.shard(key).get(key)
+    }
+    fn insert(&self, key: u64, value: u64) {
+        self.shard(key).insert(key, value);
+    }
+}
+
 /// A throughput scenario: how many requests read and how keys are drawn.
 #[derive(Clone, Copy, Debug)]
 pub struct Mix {
@@ -621,5 +657,6 @@ pub fn caches() -> Vec<CacheSpec> {
         spec::<DashCeiling>(),
         spec::<FlurryCeiling>(),
         spec::<TtlLru>(),
+        spec::<ShardedTtlLru>(),
     ]
 }

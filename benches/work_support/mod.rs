@@ -17,9 +17,8 @@
 //!   seeds' users called `update` then `remove`). `W` worker threads run
 //!   cycles over a backlog of [`BACKLOG`] pending jobs, spawned once and
 //!   driven with barriers so that spawning stays out of the timings.
-//! - Every run is verified (as many jobs claimed as added beyond the
-//!   backlog, the backlog intact), and at the end the claimed values plus
-//!   the drained backlog must sum to exactly what was added.
+//! - Every run is verified (the backlog intact), and at the end the claimed
+//!   values plus the drained backlog must sum to exactly what was added.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -340,15 +339,16 @@ impl<Q: BenchWork> Runner for Workers<Q> {
                 self.added_sum = self.added_sum.wrapping_add(job_value(w, i));
             }
         }
-        // Verify: every claimed job was added once, and the backlog is intact.
-        let claimed = self.shared.claimed.load(Relaxed);
+        // Verify: the backlog is intact (a lost job, or one claimed twice
+        // and so removed twice, changes the count). `claimed` cannot check
+        // anything here: each worker counts exactly `cycles` claims by
+        // construction. The values are checked on drop.
         assert_eq!(
-            self.added - claimed,
+            self.shared.q.len() as u64,
             BACKLOG,
-            "{}: jobs lost or duplicated",
+            "{}: jobs lost or duplicated (backlog)",
             Q::NAME
         );
-        assert_eq!(self.shared.q.len() as u64, BACKLOG, "{}: backlog", Q::NAME);
         elapsed
     }
 }

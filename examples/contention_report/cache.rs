@@ -150,8 +150,10 @@ pub(crate) fn cache_throughput_section(cfg: &Config) -> Section {
          measured runs of {}, interleaved across caches (one run of each per \
          round); cells are the median, in millions of requests per second\n\
          - dashmap and flurry never evict: they are ceilings, not caches; the lock \
-         baseline is the seeds' `TTLCache` ported to Rust (`Mutex<LruCache>` \
-         with per-entry expiry and statistics)\n\
+         baselines are the seeds' `TTLCache` ported to Rust (`Mutex<LruCache>` \
+         with per-entry expiry and statistics) and the seeds' `ShardedCache` \
+         (16 of them, the capacity split evenly), the design the seeds give \
+         for high concurrency\n\
          - oversubscribed: threads > {} CPUs\n",
         if cfg.quick {
             format!("{QUICK_OPS} requests per thread")
