@@ -112,6 +112,7 @@ mod build_error;
 pub mod cache;
 mod clock;
 pub mod config;
+mod drain;
 pub mod queue;
 mod sync;
 pub mod work;

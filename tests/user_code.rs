@@ -442,6 +442,57 @@ mod cache_clone_reentry {
     }
 }
 
+mod cache_drop_panic {
+    //! A value whose `Drop` panics while the cache is dropped: the other
+    //! values, resident or retired and not yet handed to the collector,
+    //! are still dropped (as `Vec` does).
+
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    use unlocked::Cache;
+
+    #[derive(Clone, Debug)]
+    struct Counted {
+        id: u64,
+        dropped: Arc<AtomicUsize>,
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.dropped.fetch_add(1, SeqCst);
+            if self.id == 3 {
+                panic!("value 3 refuses to drop");
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_value_drop_does_not_leak_the_others() {
+        for victim_evicted in [false, true] {
+            let dropped = Arc::new(AtomicUsize::new(0));
+            let cache = Cache::builder().max_capacity(4).shards(1).build().unwrap();
+            // Value 3 is inserted first (and evicted by the others) or last
+            // (and resident when the cache is dropped).
+            let order: Vec<u64> = if victim_evicted {
+                [3, 0, 1, 2, 4, 5, 6, 7, 8, 9].into()
+            } else {
+                [0, 1, 2, 4, 5, 6, 7, 8, 9, 3].into()
+            };
+            for id in order {
+                let value = Counted {
+                    id,
+                    dropped: Arc::clone(&dropped),
+                };
+                cache.insert(id, value);
+            }
+            assert!(catch_unwind(AssertUnwindSafe(|| drop(cache))).is_err());
+            assert_eq!(dropped.load(SeqCst), 10, "evicted first: {victim_evicted}");
+        }
+    }
+}
+
 mod cache_listener_reentry {
     use std::sync::{mpsc, Arc, OnceLock, Weak};
     use std::time::Duration;

@@ -456,7 +456,9 @@ impl BenchCache for ShardedTtlLru {
     fn with_capacity(capacity: usize) -> Self {
         let per = capacity.div_ceil(SEED_SHARDS).max(1);
         ShardedTtlLru {
-            shards: (0..SEED_SHARDS).map(|_| TtlLru::with_capacity(per)).collect(),
+            shards: (0..SEED_SHARDS)
+                .map(|_| TtlLru::with_capacity(per))
+                .collect(),
         }
     }
     fn get(&self, key: u64) -> bool {

@@ -19,7 +19,6 @@
 //! consumer waiting pays one atomic load for the waiting machinery.
 
 mod bounded;
-mod drain;
 mod error;
 mod ring;
 mod segment;

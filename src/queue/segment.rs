@@ -325,7 +325,7 @@ impl<T> Drop for Segment<T> {
         // value nobody took, dropped here exactly once; a value whose drop
         // panics does not stop the others' (as in `Vec`).
         let mut cells = self.cells.iter_mut();
-        super::drain::drop_all(&mut || {
+        crate::drain::drop_all(&mut || {
             cells.find_map(|cell| {
                 (crate::sync::u8_get_mut(&mut cell.state) == FULL).then(|| {
                     // SAFETY: `FULL` means an initialized value that no

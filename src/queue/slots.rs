@@ -191,7 +191,7 @@ impl<T> Drop for SlotRing<T> {
         // `&mut self`: no operation is in flight, so every queued index is in
         // `queued` and every slot behind it holds a value dropped exactly once.
         // A value whose drop panics does not stop the others' (as in `Vec`).
-        super::drain::drop_all(&mut || self.pop());
+        crate::drain::drop_all(&mut || self.pop());
     }
 }
 

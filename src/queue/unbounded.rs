@@ -520,7 +520,7 @@ impl<T> Drop for UnboundedQueue<T> {
         // A value whose drop panics does not stop the other segments'
         // (as in `Vec`).
         let mut current = crate::sync::ptr_get_mut(&mut self.head);
-        super::drain::drop_all(&mut || {
+        crate::drain::drop_all(&mut || {
             successor(current).map(|segment| {
                 // SAFETY: a segment reachable from `head` is owned by the
                 // queue and freed exactly once, here (`current` moves past
