@@ -1580,3 +1580,143 @@ fn a_clear_during_a_load_is_not_undone_by_it() {
     assert_eq!(got, 10);
     assert_eq!(cache.get(&1), None);
 }
+
+/// An update keeps the key's reads: a key read while on probation and then
+/// updated is promoted like one that was not updated, and outlives a run of
+/// keys that are never read (an update that reset the counter made it look
+/// unread, and evicted it with them). Found by mutation testing.
+#[test]
+fn an_update_keeps_the_reads_of_its_key() {
+    let capacity = 20u64;
+    let cache = Cache::<u64, u64>::builder()
+        .max_capacity(capacity as usize)
+        .shards(1)
+        .build()
+        .unwrap();
+    cache.insert(0, 0);
+    assert_eq!(cache.get(&0), Some(0));
+    cache.insert(0, 1);
+    for k in 1..=4 * capacity {
+        cache.insert(k, k);
+    }
+    assert_eq!(
+        cache.get(&0),
+        Some(1),
+        "the read key was evicted with the unread ones"
+    );
+}
+
+/// Writing a key whose entry expired is an insert after an expiration,
+/// never an update, also when the writer's sweep has not reached the
+/// expired entry yet (a one-key test passes whenever the sweep happens to
+/// reclaim it first: in a small table it usually does). Found by mutation
+/// testing.
+#[test]
+fn overwriting_expired_entries_the_sweep_has_not_reached_is_an_insert() {
+    let clock = ManualClock::new();
+    let causes = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&causes);
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(1000)
+        .shards(1)
+        .clock(clock.clone())
+        .eviction_listener(move |_k: &u64, _v: &u64, cause| log.lock().unwrap().push(cause))
+        .build()
+        .unwrap();
+    let keys = 10u64;
+    for k in 0..keys {
+        cache.insert_with_ttl(k, k, Duration::from_secs(1));
+    }
+    clock.advance(Duration::from_secs(1));
+    for k in 0..keys {
+        cache.insert(k, k + 100);
+    }
+    let s = cache.stats();
+    assert_eq!((s.inserts, s.updates, s.expirations), (2 * keys, 0, keys));
+    assert!(causes
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|c| *c == RemovalCause::Expired));
+    for k in 0..keys {
+        assert_eq!(cache.get(&k), Some(k + 100));
+    }
+    cache.validate();
+}
+
+/// An entry that weighs exactly the shard's share of `max_weight` fits (it
+/// evicts everything else); only a heavier one is turned away. Found by
+/// mutation testing.
+#[test]
+fn an_entry_weighing_exactly_the_share_is_kept() {
+    let cache = weighed(100, 10);
+    cache.insert(1, 3);
+    cache.insert(2, 10);
+    assert_eq!(cache.get(&2), Some(10));
+    assert_eq!(cache.get(&1), None);
+    assert_eq!((cache.len(), cache.weighted_size()), (1, 10));
+    let s = cache.stats();
+    assert_eq!((s.inserts, s.evictions), (2, 1));
+    // Updating the key to exactly the share keeps it too.
+    cache.insert(2, 10);
+    assert_eq!(cache.get(&2), Some(10));
+    cache.insert(2, 11);
+    assert_eq!(cache.get(&2), None);
+    assert_eq!(cache.len(), 0);
+    cache.validate();
+}
+
+/// Removing every key of a table leaves no tombstone: a removal before an
+/// empty slot clears its slot, and the tombstones just before it, instead
+/// of adding one (tombstones only lengthen probes and bring rebuilds
+/// forward). Found by mutation testing.
+#[test]
+fn removing_every_key_leaves_no_tombstone() {
+    let cache = Cache::<u64, u64>::builder()
+        .max_capacity(1000)
+        .shards(1)
+        .build()
+        .unwrap();
+    // 40 keys: well under the first table's occupancy limit (no rebuild).
+    for k in 0..40 {
+        cache.insert(k, k);
+    }
+    for k in 0..40 {
+        assert_eq!(cache.remove(&k), Some(k));
+        cache.validate();
+    }
+    assert_eq!(cache.tombstones(), 0);
+    // A lone key removed never leaves one behind.
+    cache.insert(7, 7);
+    assert_eq!(cache.remove(&7), Some(7));
+    assert_eq!(cache.tombstones(), 0);
+}
+
+/// `clear` reports an entry that had already expired as an expiration, as
+/// `remove` does, and a live one as a removal. Found by mutation testing.
+#[test]
+fn clear_counts_expired_entries_as_expirations() {
+    let clock = ManualClock::new();
+    let causes = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&causes);
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(100)
+        .shards(1)
+        .clock(clock.clone())
+        .eviction_listener(move |k: &u64, _v: &u64, cause| log.lock().unwrap().push((*k, cause)))
+        .build()
+        .unwrap();
+    cache.insert_with_ttl(1, 1, Duration::from_secs(1));
+    cache.insert(2, 2);
+    clock.advance(Duration::from_secs(1));
+    cache.clear();
+    assert!(cache.is_empty());
+    let s = cache.stats();
+    assert_eq!((s.expirations, s.removals), (1, 1));
+    let mut causes = causes.lock().unwrap().clone();
+    causes.sort_by_key(|(k, _)| *k);
+    assert_eq!(
+        causes,
+        [(1, RemovalCause::Expired), (2, RemovalCause::Removed)]
+    );
+}

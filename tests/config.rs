@@ -695,3 +695,79 @@ fn history_may_be_read_from_an_update_closure() {
     assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok((true, true)));
     assert_eq!(store.history(8).len(), 2);
 }
+
+/// A subscriber asleep in `changed_timeout` is woken by the commit itself,
+/// not by its timeout, also when no callback is registered (a commit that
+/// notified only when it had callbacks to run would leave it asleep until
+/// the timeout, which then still finds the new version: only the time
+/// shows it). Found by mutation testing.
+#[test]
+#[cfg_attr(miri, ignore = "timing")]
+fn a_commit_wakes_a_sleeping_subscriber_before_its_timeout() {
+    let store = ConfigStore::new(0u32);
+    let mut sub = store.subscribe();
+    let waiter = thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let got = sub.changed_timeout(Duration::from_secs(20)).map(|s| *s);
+        (got, start.elapsed())
+    });
+    thread::sleep(Duration::from_millis(100));
+    set(&store, 1);
+    let (got, waited) = waiter.join().unwrap();
+    assert_eq!(got, Some(1));
+    assert!(
+        waited < Duration::from_secs(10),
+        "woken by its timeout, after {waited:?}"
+    );
+}
+
+/// Every sleeping subscriber is woken by one commit, not just one of them.
+/// Found by mutation testing.
+#[test]
+#[cfg_attr(miri, ignore = "timing")]
+fn a_commit_wakes_every_sleeping_subscriber() {
+    let store = ConfigStore::new(0u32);
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let mut sub = store.subscribe();
+            thread::spawn(move || {
+                let start = std::time::Instant::now();
+                let got = sub.changed_timeout(Duration::from_secs(20)).map(|s| *s);
+                (got, start.elapsed())
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+    set(&store, 1);
+    for w in waiters {
+        let (got, waited) = w.join().unwrap();
+        assert_eq!(got, Some(1));
+        assert!(
+            waited < Duration::from_secs(10),
+            "woken by its timeout, after {waited:?}"
+        );
+    }
+}
+
+/// Dropping the store wakes a sleeping subscriber at once (its timeout
+/// would also end in `None`: only the time shows a missing wake-up).
+/// Found by mutation testing.
+#[test]
+#[cfg_attr(miri, ignore = "timing")]
+fn dropping_the_store_wakes_a_sleeping_subscriber_before_its_timeout() {
+    let store = ConfigStore::new(0u32);
+    let mut sub = store.subscribe();
+    let waiter = thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let got = sub.changed_timeout(Duration::from_secs(20)).map(|s| *s);
+        (got, start.elapsed())
+    });
+    thread::sleep(Duration::from_millis(100));
+    drop(store);
+    let (got, waited) = waiter.join().unwrap();
+    assert_eq!(got, None);
+    assert!(
+        waited < Duration::from_secs(10),
+        "woken by its timeout, after {waited:?}"
+    );
+}
