@@ -696,29 +696,41 @@ fn history_may_be_read_from_an_update_closure() {
     assert_eq!(store.history(8).len(), 2);
 }
 
-/// A subscriber asleep in `changed_timeout` is woken by the commit itself,
-/// not by its timeout, also when no callback is registered (a commit that
-/// notified only when it had callbacks to run would leave it asleep until
-/// the timeout, which then still finds the new version: only the time
-/// shows it). Found by mutation testing.
-#[test]
-#[cfg_attr(miri, ignore = "timing")]
-fn a_commit_wakes_a_sleeping_subscriber_before_its_timeout() {
-    let store = ConfigStore::new(0u32);
+/// A thread asleep in `changed_timeout(20 s)` on a new subscription to
+/// `store`; it returns what it got and how long it slept.
+fn sleeping_subscriber(store: &ConfigStore<u32>) -> thread::JoinHandle<(Option<u32>, Duration)> {
     let mut sub = store.subscribe();
-    let waiter = thread::spawn(move || {
+    thread::spawn(move || {
         let start = std::time::Instant::now();
         let got = sub.changed_timeout(Duration::from_secs(20)).map(|s| *s);
         (got, start.elapsed())
-    });
-    thread::sleep(Duration::from_millis(100));
-    set(&store, 1);
+    })
+}
+
+/// Joins a [`sleeping_subscriber`]: it got `want`, woken well before its
+/// timeout (a missing wake-up shows only in the time: the timeout finds
+/// the same answer).
+fn woken_with(waiter: thread::JoinHandle<(Option<u32>, Duration)>, want: Option<u32>) {
     let (got, waited) = waiter.join().unwrap();
-    assert_eq!(got, Some(1));
+    assert_eq!(got, want);
     assert!(
         waited < Duration::from_secs(10),
         "woken by its timeout, after {waited:?}"
     );
+}
+
+/// A subscriber asleep in `changed_timeout` is woken by the commit itself,
+/// not by its timeout, also when no callback is registered (a commit that
+/// notified only when it had callbacks to run left it asleep until the
+/// timeout). Found by mutation testing.
+#[test]
+#[cfg_attr(miri, ignore = "timing")]
+fn a_commit_wakes_a_sleeping_subscriber_before_its_timeout() {
+    let store = ConfigStore::new(0u32);
+    let waiter = sleeping_subscriber(&store);
+    thread::sleep(Duration::from_millis(100));
+    set(&store, 1);
+    woken_with(waiter, Some(1));
 }
 
 /// Every sleeping subscriber is woken by one commit, not just one of them.
@@ -727,47 +739,22 @@ fn a_commit_wakes_a_sleeping_subscriber_before_its_timeout() {
 #[cfg_attr(miri, ignore = "timing")]
 fn a_commit_wakes_every_sleeping_subscriber() {
     let store = ConfigStore::new(0u32);
-    let waiters: Vec<_> = (0..3)
-        .map(|_| {
-            let mut sub = store.subscribe();
-            thread::spawn(move || {
-                let start = std::time::Instant::now();
-                let got = sub.changed_timeout(Duration::from_secs(20)).map(|s| *s);
-                (got, start.elapsed())
-            })
-        })
-        .collect();
+    let waiters: Vec<_> = (0..3).map(|_| sleeping_subscriber(&store)).collect();
     thread::sleep(Duration::from_millis(100));
     set(&store, 1);
-    for w in waiters {
-        let (got, waited) = w.join().unwrap();
-        assert_eq!(got, Some(1));
-        assert!(
-            waited < Duration::from_secs(10),
-            "woken by its timeout, after {waited:?}"
-        );
+    for waiter in waiters {
+        woken_with(waiter, Some(1));
     }
 }
 
-/// Dropping the store wakes a sleeping subscriber at once (its timeout
-/// would also end in `None`: only the time shows a missing wake-up).
-/// Found by mutation testing.
+/// Dropping the store wakes a sleeping subscriber at once. Found by
+/// mutation testing.
 #[test]
 #[cfg_attr(miri, ignore = "timing")]
 fn dropping_the_store_wakes_a_sleeping_subscriber_before_its_timeout() {
     let store = ConfigStore::new(0u32);
-    let mut sub = store.subscribe();
-    let waiter = thread::spawn(move || {
-        let start = std::time::Instant::now();
-        let got = sub.changed_timeout(Duration::from_secs(20)).map(|s| *s);
-        (got, start.elapsed())
-    });
+    let waiter = sleeping_subscriber(&store);
     thread::sleep(Duration::from_millis(100));
     drop(store);
-    let (got, waited) = waiter.join().unwrap();
-    assert_eq!(got, None);
-    assert!(
-        waited < Duration::from_secs(10),
-        "woken by its timeout, after {waited:?}"
-    );
+    woken_with(waiter, None);
 }

@@ -198,6 +198,29 @@ fn single_flight_loads_once() {
     });
 }
 
+/// Starts a thread loading key 1 (the loader returns 10) and, on this
+/// thread, runs `write` on the cache, telling it whether the loader had
+/// started (a loom atomic the loader sets first); returns what `write`
+/// returned and what the loader's caller got.
+fn write_racing_a_load<R>(
+    c: &Arc<Cache<u32, u32, Fixed>>,
+    write: impl FnOnce(&Cache<u32, u32, Fixed>, bool) -> R,
+) -> (R, u32) {
+    use loom::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let started = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&started);
+    let loader = spawn_with(c, move |c| {
+        c.get_or_insert_with(1, || {
+            // SeqCst: read by the writer below.
+            flag.store(true, SeqCst);
+            10
+        })
+    });
+    // SeqCst: see the loader.
+    let written = write(c, started.load(SeqCst));
+    (written, loader.join().unwrap())
+}
+
 /// A `remove` racing a load of the same key: once the remove starts after
 /// the loader has started, the loaded value is not in the cache afterwards
 /// (the remove marks the load superseded, or removes the value it stored).
@@ -206,19 +229,9 @@ fn single_flight_loads_once() {
 fn remove_racing_a_load_is_not_undone() {
     loom::model(|| {
         let c = Arc::new(cache(4, &ManualClock::new()));
-        let started = Arc::new(loom::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&started);
-        let loader = spawn_with(&c, move |c| {
-            c.get_or_insert_with(1, || {
-                // SeqCst: read by the remover below.
-                flag.store(true, loom::sync::atomic::Ordering::SeqCst);
-                10
-            })
-        });
-        // SeqCst: see the loader.
-        let after_start = started.load(loom::sync::atomic::Ordering::SeqCst);
-        let removed = c.remove(&1);
-        assert_eq!(loader.join().unwrap(), 10);
+        let ((after_start, removed), got) =
+            write_racing_a_load(&c, |c, after_start| (after_start, c.remove(&1)));
+        assert_eq!(got, 10);
         let left = c.get(&1);
         if after_start {
             assert_eq!(left, None, "the removal was undone (removed {removed:?})");
@@ -234,19 +247,10 @@ fn remove_racing_a_load_is_not_undone() {
 fn insert_racing_a_load_is_not_overwritten() {
     loom::model(|| {
         let c = Arc::new(cache(4, &ManualClock::new()));
-        let started = Arc::new(loom::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&started);
-        let loader = spawn_with(&c, move |c| {
-            c.get_or_insert_with(1, || {
-                // SeqCst: read by the writer below.
-                flag.store(true, loom::sync::atomic::Ordering::SeqCst);
-                10
-            })
+        let (after_start, got) = write_racing_a_load(&c, |c, after_start| {
+            c.insert(1, 20);
+            after_start
         });
-        // SeqCst: see the loader.
-        let after_start = started.load(loom::sync::atomic::Ordering::SeqCst);
-        c.insert(1, 20);
-        let got = loader.join().unwrap();
         let left = c.get(&1);
         if after_start {
             assert_eq!(got, 10);
