@@ -91,11 +91,12 @@ impl<'g, K, V> Ctx<'g, K, V> {
         let batch = std::mem::replace(&mut w.retired, Vec::with_capacity(RETIRE_BATCH));
         // Every entry of `batch` was unlinked from the table (or never
         // published) by a writer holding this lock, before this call, and
-        // is retired exactly once (it leaves `retired` here).
-        // SAFETY: a reader that loaded one of them was pinned before it was
-        // unlinked, so before this defer: the collector runs the closure
-        // only after every thread pinned now has unpinned. The closure owns
-        // the batch; a value whose `drop` panics does not stop the others'.
+        // is retired exactly once (it leaves `retired` here). The closure
+        // owns the batch; a value whose `drop` panics does not stop the
+        // others'. A reader that loaded one of them was pinned before it
+        // was unlinked, so before this defer.
+        // SAFETY: the collector runs the closure only after every thread
+        // pinned now has unpinned, when no reader can reach the batch.
         unsafe {
             self.guard.defer_unchecked(move || {
                 let mut batch = batch.into_iter();
