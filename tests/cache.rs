@@ -1434,13 +1434,7 @@ fn read_through(cache: &Cache<u64, u64>, k: u64) -> bool {
 /// for 25 GB here and aborted).
 #[test]
 fn a_huge_capacity_with_a_weight_bound_evicts_without_a_capacity_sized_ghost() {
-    let cache: Cache<u64, u64> = Cache::builder()
-        .max_capacity(usize::MAX / 4)
-        .max_weight(10)
-        .weigher(|_k, v: &u64| *v as u32)
-        .shards(1)
-        .build()
-        .unwrap();
+    let cache = weighed(usize::MAX / 4, 10);
     for k in 0..100 {
         cache.insert(k, 1);
     }
@@ -1470,13 +1464,7 @@ fn a_weight_bound_cache_resists_a_scan_like_an_entry_bound_one() {
         .shards(1)
         .build()
         .unwrap();
-    let by_weight: Cache<u64, u64> = Cache::builder()
-        .max_capacity(1000)
-        .max_weight(100)
-        .weigher(|_k, v: &u64| *v as u32)
-        .shards(1)
-        .build()
-        .unwrap();
+    let by_weight = weighed(1000, 100);
     assert!(hot_survivors(&by_entries) >= 45);
     let survived = hot_survivors(&by_weight);
     assert!(survived >= 45, "{survived} of 50 hot keys survived");
@@ -1509,13 +1497,7 @@ fn a_weight_bound_cache_keeps_its_hit_ratio_on_a_mixed_workload() {
         .shards(1)
         .build()
         .unwrap();
-    let by_weight: Cache<u64, u64> = Cache::builder()
-        .max_capacity(2000)
-        .max_weight(200)
-        .weigher(|_k, v: &u64| *v as u32)
-        .shards(1)
-        .build()
-        .unwrap();
+    let by_weight = weighed(2000, 200);
     let (e, w) = (run(&by_entries), run(&by_weight));
     assert!(
         w > e - 0.02,

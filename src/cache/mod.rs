@@ -930,7 +930,7 @@ where
     /// something removed it since. A value written (`insert`) or removed
     /// (`remove`, `clear`) while the loader ran wins: the loaded value,
     /// maybe older than that write, goes to the callers but is not stored.
-    fn complete(self, value: V) -> V {
+    fn complete(mut self, value: V) -> V {
         let cache = self.cache;
         let shard = cache.shard(self.hash);
         let guard = epoch::pin();
@@ -945,30 +945,27 @@ where
         // Not stored if an `insert`, `remove` or `clear` of the key came
         // while the loader ran (`superseded`): that write wins, as the
         // loaded value may be older (found in review: the load overwrote
-        // it).
-        let store = mine.as_ref().is_some_and(|f| !f.superseded);
-        if store {
-            if let Some(InFlight { key, .. }) = mine {
-                // Weighed under the flights lock (the weigher must not call
-                // into the cache), and inserted under it: see `Cache::join`.
-                let weight = cache.weigh(&key, &stored);
-                shard.insert(
-                    &mut ctx,
-                    self.hash,
-                    key,
-                    stored,
-                    cache.expiry(cache.ttl),
-                    weight,
-                );
-            }
+        // it). An unstored `mine` is dropped at the end, after the lock.
+        if let Some(InFlight {
+            key,
+            superseded: false,
+            ..
+        }) = mine
+        {
+            // Weighed under the flights lock (the weigher must not call
+            // into the cache), and inserted under it: see `Cache::join`.
+            let weight = cache.weigh(&key, &stored);
+            shard.insert(
+                &mut ctx,
+                self.hash,
+                key,
+                stored,
+                cache.expiry(cache.ttl),
+                weight,
+            );
         }
         drop(flights);
         cache.notify(ctx);
-        self.finish(value)
-    }
-
-    /// Shares `value` with the waiters and hands it back.
-    fn finish(mut self, value: V) -> V {
         self.flight.finish(Some(value.clone()));
         self.done = true;
         value
