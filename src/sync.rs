@@ -183,6 +183,16 @@ pub(crate) fn thread_index() -> usize {
     })
 }
 
+/// A number that no other call in this process returns: it names an
+/// instance (a config store), so that a handle minted by one instance is
+/// never mistaken for one of another's. Not part of any modelled algorithm,
+/// so it is a plain std atomic under loom and shuttle too.
+pub(crate) fn unique_id() -> u64 {
+    // A ticket dispenser: only uniqueness matters, no data depends on it.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// See the std version.
 #[cfg(any(unlocked_loom, feature = "shuttle"))]
 #[inline]

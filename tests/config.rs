@@ -242,6 +242,21 @@ fn a_panicking_callback_is_isolated() {
 }
 
 #[test]
+fn another_stores_callback_id_removes_nothing() {
+    let (a, b) = (ConfigStore::new(0), ConfigStore::new(0));
+    let calls = Arc::new(Mutex::new(0));
+    let c = Arc::clone(&calls);
+    let id_a = a.on_change(move |_| *c.lock().unwrap() += 1);
+    let id_b = b.on_change(|_| {});
+    assert_ne!(id_a, id_b, "both are the first callback of their store");
+    assert!(!b.remove_callback(id_a), "a's id names nothing in b");
+    set(&a, 1);
+    assert_eq!(*calls.lock().unwrap(), 1, "a's callback still runs");
+    assert!(a.remove_callback(id_a));
+    assert!(b.remove_callback(id_b));
+}
+
+#[test]
 fn a_callback_may_update_the_store() {
     let store = Arc::new(ConfigStore::new(0));
     let weak = Arc::downgrade(&store);

@@ -385,15 +385,15 @@ fn machine_section(cfg: &Config) -> Section {
             "full"
         }
     );
-    md.push_str(&method_notes(cfg));
     Section {
         markdown: md,
         plots: Vec::new(),
     }
 }
 
-/// How the sweep measures, in a few bullets.
-fn method_notes(cfg: &Config) -> String {
+/// How the queue sweep measures, in a few bullets (at the head of the
+/// queue throughput section: every other section says how it measures).
+pub(crate) fn queue_method_notes(cfg: &Config) -> String {
     let run = if cfg.quick {
         format!("{} values per producer", queue::QUICK_PER_PRODUCER)
     } else {

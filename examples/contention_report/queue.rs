@@ -40,7 +40,10 @@ struct Row {
 /// Throughput against pairs for every scenario.
 pub(crate) fn throughput_section(cfg: &Config) -> Section {
     let mut s = Section {
-        markdown: String::from("## Queue throughput under contention\n\n"),
+        markdown: format!(
+            "## Queue throughput under contention\n\n{}\n",
+            crate::queue_method_notes(cfg)
+        ),
         plots: Vec::new(),
     };
     for scenario in &SCENARIOS {

@@ -122,6 +122,8 @@ struct WriterState<T> {
     /// How many versions `Shared::history` keeps.
     history_len: usize,
     callbacks: Vec<(CallbackId, Callback<T>)>,
+    /// Names this store in its callback ids.
+    store_id: u64,
     next_callback: u64,
     #[cfg(feature = "persist")]
     persister: Option<persist::Persister<T>>,
@@ -173,6 +175,7 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
             current: Arc::clone(&current),
             history_len,
             callbacks: Vec::new(),
+            store_id: crate::sync::unique_id(),
             next_callback: 0,
             #[cfg(feature = "persist")]
             persister: None,
@@ -388,7 +391,10 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         F: Fn(&Snapshot<T>) + Send + Sync + 'static,
     {
         let mut writer = lock(&self.shared.writer);
-        let id = CallbackId(writer.next_callback);
+        let id = CallbackId {
+            store: writer.store_id,
+            number: writer.next_callback,
+        };
         writer.next_callback += 1;
         writer
             .callbacks
@@ -396,7 +402,8 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         id
     }
 
-    /// Removes a callback; `false` if it was already gone. Once this has
+    /// Removes a callback; `false` if it was already gone or was
+    /// registered with another store. Once this has
     /// returned, no call of the callback starts, also from a commit that
     /// was already running its callbacks (one call already under way on
     /// another thread may still finish).

@@ -89,8 +89,16 @@ impl<T> StoredCallback<T> {
 /// let b = store.on_change(|_| {});
 /// assert_ne!(a, b);
 /// ```
+///
+/// An id names one callback of one store: another store's
+/// [`remove_callback`](super::ConfigStore::remove_callback) never matches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CallbackId(pub(crate) u64);
+pub struct CallbackId {
+    /// The store that minted it ([`crate::sync::unique_id`]).
+    pub(crate) store: u64,
+    /// Its number within that store.
+    pub(crate) number: u64,
+}
 
 /// Waits for versions newer than the last one it returned, from
 /// [`ConfigStore::subscribe`](super::ConfigStore::subscribe).
