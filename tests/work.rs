@@ -239,6 +239,47 @@ fn removed_item_refuses_its_claim() {
     assert!(q.is_empty());
 }
 
+/// An expired lease counts its attempt whether the worker's `release` or
+/// the reaper gets there first: the same history never gives a retry in
+/// one order and a dead letter in the other (found in review: a release
+/// before the reap gave the attempt back, so a worker that always overran
+/// its lease and released could retry the item forever).
+#[test]
+fn a_release_after_the_lease_ran_out_counts_the_attempt() {
+    for reap_first in [false, true] {
+        let (q, clock) = manual(None, 1);
+        let id = q.add(7).unwrap();
+        let claim = q.claim().unwrap();
+        clock.advance(LEASE);
+        if reap_first {
+            assert_eq!(q.reap_expired(), 1);
+        }
+        assert_eq!(q.release(&claim), Ok(()));
+        let item = q.get(id).unwrap();
+        assert_eq!(
+            (item.status(), item.attempts(), item.last_error().as_deref()),
+            (ItemStatus::Failed, 1, Some(LEASE_EXPIRED)),
+            "reap first: {reap_first}"
+        );
+        assert!(q.claim().is_none(), "a dead letter is not claimable");
+    }
+    // Within the lease a release still gives the attempt back.
+    let (q, clock) = manual(None, 2);
+    q.add(7).unwrap();
+    let first = q.claim().unwrap();
+    clock.advance(LEASE / 2);
+    q.release(&first).unwrap();
+    let second = q.claim().unwrap();
+    assert_eq!(second.attempts(), 1);
+    clock.advance(LEASE);
+    q.release(&second).unwrap();
+    assert_eq!(
+        q.claim().unwrap().attempts(),
+        2,
+        "the expired lease counted"
+    );
+}
+
 #[test]
 fn removed_pending_item_is_skipped_and_ids_are_not_reused() {
     let (q, _) = manual(None, 3);

@@ -425,7 +425,8 @@ impl<T> Claim<T> {
     }
 
     /// Which attempt this is: 1 for the first claim, counting failures and
-    /// expired leases before it (a release does not count).
+    /// expired leases before it (a release within its lease does not
+    /// count).
     ///
     /// # Examples
     /// ```

@@ -85,7 +85,9 @@ const NEVER_EXPIRES: u64 = u64::MAX;
 ///   nobody claimed it again; once someone has, it gets
 ///   [`WorkError::StaleClaim`]. A claim settles its item once.
 /// - [`release`](Self::release) puts the item back at the tail of the
-///   pending order without counting an attempt.
+///   pending order without counting an attempt, unless its lease had run
+///   out (an expired lease counts its attempt whether or not
+///   `reap_expired` saw it first).
 /// - With a [retry backoff](WorkQueueBuilder::retry_backoff), an item that
 ///   `fail`ed waits out its delay (reported as pending) before the next
 ///   `claim` or `reap_expired` puts it at the tail of the pending order.
@@ -563,7 +565,8 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
 
     /// Gives the claimed item back, to the tail of the pending order,
     /// without counting an attempt (after an expired lease, the attempt
-    /// already counted and stays counted).
+    /// already counted and stays counted, reaped or not: at `max_attempts`
+    /// the item is then a dead letter, as `reap_expired` would make it).
     ///
     /// # Errors
     /// As for [`complete`](Self::complete).
@@ -577,15 +580,38 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// assert_eq!(q.claim().unwrap().attempts(), 1);
     /// ```
     pub fn release(&self, claim: &Claim<T>) -> Result<(), WorkError> {
-        // Pinned before the state changes (see `add`).
+        // The clock (user code) is read, and the pin taken, before the
+        // state changes (see `add`).
+        let now = self.now();
         let _guard = epoch::pin();
+        let max = self.max_attempts;
+        // A lease that ran out counts its attempt whether or not a reaper
+        // got there first: release it as `reap_expired` then `release`
+        // would (found in review: the attempt was given back).
+        let mut expired = false;
         let old = self.settle(claim, |s| match s.status() {
-            raw::PROCESSING => s.with(raw::PENDING, s.attempts() - 1),
+            raw::PROCESSING => {
+                // Relaxed: as in `reap_one` (`s` was read with Acquire).
+                let deadline = claim.item.deadline.load(Relaxed);
+                expired = deadline <= now && deadline != NEVER_EXPIRES;
+                match (expired, s.attempts() >= max) {
+                    (false, _) => s.with(raw::PENDING, s.attempts() - 1),
+                    (true, false) => s.with(raw::PENDING, s.attempts()),
+                    (true, true) => s.with(raw::FAILED, s.attempts()),
+                }
+            }
             raw::PENDING_EXPIRED => s.with(raw::PENDING, s.attempts()),
             _ => s.with(raw::FAILED, s.attempts()),
         })?;
         if old.status() == raw::PROCESSING {
-            self.enqueue(Arc::clone(&claim.item));
+            if expired {
+                claim
+                    .item
+                    .set_last_error(claim.seq, RecordedBy::Reaper, Arc::from(LEASE_EXPIRED));
+            }
+            if !(expired && old.attempts() >= max) {
+                self.enqueue(Arc::clone(&claim.item));
+            }
         }
         Ok(())
     }

@@ -251,7 +251,18 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
     }
 
     pub fn release(&self, claim: RefClaim) -> Result<(), WorkError> {
+        let now = self.now();
+        let max = self.max_attempts;
         self.settle(claim, |item, old| match old {
+            // An expired lease counts its attempt, reaped or not.
+            St::Processing if item.deadline <= now => {
+                item.last_error = Some(Arc::from("lease expired"));
+                item.status = if item.attempts >= max {
+                    St::Failed { expired: false }
+                } else {
+                    St::Pending { expired: false }
+                };
+            }
             St::Processing => {
                 item.status = St::Pending { expired: false };
                 item.attempts -= 1;
