@@ -94,7 +94,9 @@ pub enum PersistErrorKind {
     Io,
     /// The file's contents are not a valid configuration.
     Parse,
-    /// The configuration could not be serialised.
+    /// The configuration could not be serialised, or its encoding would
+    /// not read back (serde_json writes NaN and the infinities as `null`):
+    /// nothing was written.
     Encode,
     /// The store has no file (it was not made with `open`).
     NotPersistent,

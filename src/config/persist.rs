@@ -291,6 +291,16 @@ impl<T> Persister<T> {
     ) -> Result<(), PersistError> {
         let bytes = (self.encode)(value, version, self.format)
             .map_err(|e| PersistError::other(PersistErrorKind::Encode, &self.path, e))?;
+        // A value the format cannot read back (serde_json writes NaN and
+        // the infinities as `null`) must not be acknowledged: the next
+        // open would refuse the file (found in review).
+        (self.decode)(&self.path, &bytes, self.format).map_err(|e| {
+            PersistError::other(
+                PersistErrorKind::Encode,
+                &self.path,
+                format!("the configuration would not read back: {e}"),
+            )
+        })?;
         let temp = self.temp_path();
         let result = self.replace_with(&temp, &bytes, previous);
         if result.is_err() {
@@ -306,6 +316,13 @@ impl<T> Persister<T> {
         previous: Option<(&T, Version)>,
     ) -> Result<(), PersistError> {
         let mut file = File::create(temp).map_err(|e| PersistError::io(temp, "create", e))?;
+        // The new file keeps the old one's permissions (a file only its
+        // owner may read stays so): the temp file was created with the
+        // default ones (found in review: 0600 became 0644).
+        if let Ok(meta) = fs::metadata(&self.path) {
+            file.set_permissions(meta.permissions())
+                .map_err(|e| PersistError::io(temp, "set the permissions of", e))?;
+        }
         file.write_all(bytes)
             .map_err(|e| PersistError::io(temp, "write", e))?;
         file.sync_all()
@@ -387,10 +404,17 @@ impl<T> Persister<T> {
             // No hard links here: a synced copy does the same, slower.
             fs::copy(&self.path, &link)
                 .and_then(|_| File::open(&link)?.sync_all())
-                .map_err(|e| PersistError::io(&link, "copy the backup", e))?;
+                .map_err(|e| {
+                    let _ = fs::remove_file(&link);
+                    PersistError::io(&link, "copy the backup", e)
+                })?;
         }
         let backup = self.backup_path();
-        fs::rename(&link, &backup).map_err(|e| PersistError::io(&backup, "keep the backup", e))
+        // A refused commit leaves no temp file behind (found in review).
+        fs::rename(&link, &backup).map_err(|e| {
+            let _ = fs::remove_file(&link);
+            PersistError::io(&backup, "keep the backup", e)
+        })
     }
 }
 

@@ -434,3 +434,87 @@ fn crash_test_quick() {
 fn crash_test_200_kills() {
     crash_test(200);
 }
+
+/// A value the format writes but cannot read back (serde_json writes NaN
+/// and the infinities as `null`) is refused before anything is written: an
+/// acknowledged update whose file would not reopen is a lost version (found
+/// in review: `open` then failed, and `open_or_recover` fell back to the
+/// backup).
+#[test]
+fn a_value_that_would_not_read_back_is_refused_and_changes_nothing() {
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct Ratio {
+        ratio: f64,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.json");
+    let store = ConfigStore::open(&path, Ratio { ratio: 1.0 }).unwrap();
+    let before = fs::read(&path).unwrap();
+    for bad in [f64::NAN, f64::INFINITY] {
+        let err = store
+            .update(|f| -> Result<(), ()> {
+                f.ratio = bad;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, UpdateError::Persist(e) if e.kind() == PersistErrorKind::Encode),
+            "{err:?}"
+        );
+    }
+    assert_eq!(names(dir.path()), ["f.json"]);
+    assert_eq!(fs::read(&path).unwrap(), before);
+    assert_eq!(store.load().version().get(), 1);
+    drop(store);
+    assert_eq!(
+        ConfigStore::open(&path, Ratio { ratio: 0.0 })
+            .unwrap()
+            .load()
+            .ratio,
+        1.0
+    );
+    // A default that would not read back is refused at open: no file.
+    let fresh = dir.path().join("g.json");
+    assert!(ConfigStore::open(&fresh, Ratio { ratio: f64::NAN }).is_err());
+    assert!(!fresh.exists());
+}
+
+/// A commit refused because the backup could not be kept leaves the folder
+/// as it was (found in review: the temp link `NAME.tmp.bak` stayed).
+#[test]
+fn a_refused_backup_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    let store = ConfigStore::open(&path, app()).unwrap();
+    // A non-empty folder where the backup goes: the rename onto it fails.
+    let backup = dir.path().join("app.json.bak");
+    fs::create_dir(&backup).unwrap();
+    fs::write(backup.join("x"), "x").unwrap();
+    let before = fs::read(&path).unwrap();
+    let err = store
+        .update(|a| -> Result<(), ()> {
+            a.counter += 1;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, UpdateError::Persist(_)), "{err:?}");
+    assert_eq!(names(dir.path()), ["app.json", "app.json.bak"]);
+    assert_eq!(fs::read(&path).unwrap(), before);
+    assert_eq!(store.load().version().get(), 1);
+}
+
+/// A commit keeps the file's permissions: a file only its owner may read
+/// stays so (found in review: the temp file's default mode replaced it).
+#[cfg(unix)]
+#[test]
+fn a_commit_keeps_the_files_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    let store = ConfigStore::open(&path, app()).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    bump(&store);
+    bump(&store);
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+}
