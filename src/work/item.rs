@@ -244,6 +244,9 @@ impl<T> Drop for Item<T> {
 /// items stored at the same time, and not reused until the slot behind it
 /// has been reused 2^32 times.
 ///
+/// An id belongs to the queue that returned it: ids of two queues are
+/// numbered alike, so another queue's id may name one of its own items.
+///
 /// # Examples
 /// ```
 /// let q = unlocked::WorkQueue::new();

@@ -401,7 +401,9 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
 
     /// Waits up to `timeout` for a pending item, sleeping (not spinning).
     /// `None` on timeout, or once the queue is [`close`](Self::close)d and
-    /// nothing is pending. While an item is backing off it also wakes when
+    /// nothing is claimable: after a close it does not wait for items
+    /// still backing off (they stay stored, counted as pending, for a later
+    /// `claim`). While an item is backing off it also wakes when
     /// the wait should be over, by the real time elapsed (the queue's clock
     /// converted one to one), and checks again: with the system clock that
     /// is the moment the item is due. A [`ManualClock`](crate::ManualClock)
@@ -421,8 +423,9 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     }
 
     /// Waits for a pending item on any async executor; `None` once the
-    /// queue is closed and nothing is pending. Dropping the future loses
-    /// nothing.
+    /// queue is closed and nothing is claimable (items still backing off
+    /// stay stored, as for [`claim_timeout`](Self::claim_timeout)).
+    /// Dropping the future loses nothing.
     ///
     /// It has no timer (it works on any executor): an item whose retry
     /// backoff is over wakes it when some call puts the item back in the
@@ -445,7 +448,9 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
 
     /// Tells waiting workers to stop: every [`claim_timeout`](Self::claim_timeout)
     /// and [`claim_async`](Self::claim_async) wakes, takes what is still
-    /// pending, then returns `None` instead of waiting. Everything else
+    /// claimable, then returns `None` instead of waiting (an item still
+    /// waiting out a retry backoff is not waited for: it stays stored, and
+    /// a `claim` once it is due takes it). Everything else
     /// (including `add` and `claim`) keeps working: closing is a shutdown
     /// signal for workers, not a barrier for producers.
     ///
