@@ -165,3 +165,8 @@ pub use config::Builder as ConfigStoreBuilder;
 #[cfg(unlocked_loom)]
 #[doc(hidden)]
 pub use sync::epoch::loom_hooks as __loom;
+
+/// loom models only: the cache's recycler of entry memory.
+#[cfg(unlocked_loom)]
+#[doc(hidden)]
+pub use cache::ModelRecycler as __LoomRecycler;

@@ -23,7 +23,10 @@ mod entry;
 mod flight;
 mod iter;
 mod policy;
+mod recycle;
 mod shard;
+#[cfg(unlocked_loom)]
+pub use recycle::ModelRecycler;
 mod stats;
 mod table;
 

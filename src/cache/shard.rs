@@ -8,10 +8,12 @@
 //! the caller is still pinned, so the entries it is shown are alive).
 
 use std::borrow::Borrow;
+use std::sync::Arc;
 
 use super::entry::{Entry, Node, NodeRef, NEVER};
 use super::flight::Flights;
 use super::policy::Policy;
+use super::recycle::{Blocks, Recycler};
 use super::stats::{bump_locked, WriteCounters};
 use super::table::{slots_for, tombstone, Probe, Table};
 use super::RemovalCause;
@@ -89,18 +91,19 @@ impl<'g, K, V> Ctx<'g, K, V> {
             return;
         }
         let batch = std::mem::replace(&mut w.retired, Vec::with_capacity(RETIRE_BATCH));
+        let recycler = Arc::clone(&w.recycler);
         // Every entry of `batch` was unlinked from the table (or never
         // published) by a writer holding this lock, before this call, and
         // is retired exactly once (it leaves `retired` here). The closure
-        // owns the batch; a value whose `drop` panics does not stop the
-        // others'. A reader that loaded one of them was pinned before it
-        // was unlinked, so before this defer.
+        // owns the batch: it drops the keys and values (past one whose
+        // `drop` panics) and gives the blocks to the shard's writers (see
+        // `recycle.rs`). A reader that loaded one of them was pinned before
+        // it was unlinked, so before this defer.
         // SAFETY: the collector runs the closure only after every thread
         // pinned now has unpinned, when no reader can reach the batch.
         unsafe {
             self.guard.defer_unchecked(move || {
-                let mut batch = batch.into_iter();
-                crate::drain::drop_all(&mut || batch.next().map(|e| Box::from_raw(e)));
+                recycler.offer(Blocks::from_retired(batch));
             })
         };
     }
@@ -114,6 +117,16 @@ const RETIRE_BATCH: usize = if cfg!(any(unlocked_loom, feature = "shuttle")) {
 } else {
     32
 };
+
+/// Blocks a shard's recycler keeps at most: a quarter of its capacity,
+/// between one batch and [`MAX_RECYCLED`], so that the spare memory stays
+/// small next to the entries themselves.
+fn recycle_limit(capacity: usize) -> usize {
+    (capacity / 4).clamp(RETIRE_BATCH, MAX_RECYCLED)
+}
+
+/// The most blocks a shard's recycler keeps.
+const MAX_RECYCLED: usize = 512;
 
 /// The clock's time in nanoseconds (saturating), through
 /// [`Clock::now_nanos`], which a clock may override for its hot path.
@@ -138,6 +151,23 @@ struct Writer<K, V> {
     /// Unlinked entries not yet handed to the collector (see
     /// [`Ctx::retire`]); owned by the shard until then.
     retired: Vec<*mut Entry<K, V>>,
+    /// Blocks of reclaimed entries for the next inserts, refilled from
+    /// `recycler` (see `recycle.rs`).
+    spare: Blocks<K, V>,
+    /// Where the collector returns the blocks of retired batches.
+    recycler: Arc<Recycler<K, V>>,
+}
+
+impl<K, V> Writer<K, V> {
+    /// Boxes a new entry, in a recycled block when there is one.
+    fn boxed(&mut self, entry: Entry<K, V>) -> Box<Entry<K, V>> {
+        if self.spare.is_empty() {
+            if let Some(blocks) = self.recycler.take() {
+                self.spare = blocks;
+            }
+        }
+        self.spare.boxed(entry)
+    }
 }
 
 pub(crate) struct Shard<K, V> {
@@ -180,6 +210,8 @@ impl<K, V> Shard<K, V> {
                 cursor: 0,
                 evicted: Vec::new(),
                 retired: Vec::new(),
+                spare: Blocks::new(),
+                recycler: Arc::new(Recycler::new(recycle_limit(capacity))),
             }),
             counters: WriteCounters::default(),
             flights: Flights::new(),
@@ -252,11 +284,12 @@ impl<K, V> Shard<K, V> {
 impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     /// Inserts or updates `key`, whose entry weighs `weight`.
     ///
-    /// The entry, and the node of a key that a lock-free look finds absent,
-    /// are allocated before the lock is taken, and a node the look made in
-    /// vain is freed after it is released: the critical section allocates
-    /// and frees nothing of its own. The look also brings the probe's cache
-    /// lines in before the lock is taken.
+    /// The node of a key that a lock-free look finds absent is allocated
+    /// before the lock is taken, and a node the look made in vain is freed
+    /// after it is released. The entry is boxed under the lock, in a block
+    /// recycled from a retired entry when the shard has one (see
+    /// `recycle.rs`), else by the allocator. The look also brings the
+    /// probe's cache lines in before the lock is taken.
     pub(crate) fn insert(
         &self,
         ctx: &mut Ctx<'_, K, V>,
@@ -266,7 +299,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         expires: u64,
         weight: u32,
     ) {
-        let entry = Box::new(Entry::new(expires, weight, key, value));
+        let entry = Entry::new(expires, weight, key, value);
         let node = match self.table(ctx.guard).find(hash, &entry.key) {
             Probe::Found(..) => None,
             Probe::Absent => Some(NodeRef::new(hash)),
@@ -281,7 +314,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         &self,
         ctx: &mut Ctx<'_, K, V>,
         hash: u64,
-        entry: Box<Entry<K, V>>,
+        entry: Entry<K, V>,
         node: Option<NodeRef<K, V>>,
     ) -> Option<NodeRef<K, V>> {
         let mut w = self.lock_for_write(ctx);
@@ -296,6 +329,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             Probe::Found(i, old) if !std::ptr::eq(table.load(i), old) => Probe::Absent,
             probe => probe,
         };
+        let entry = w.boxed(entry);
         // Predictable: without a weigher every entry weighs 1 and the
         // shard's share is at least 1.
         if u64::from(entry.weight) > self.max_weight {
