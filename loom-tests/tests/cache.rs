@@ -262,11 +262,16 @@ fn insert_racing_a_load_is_not_overwritten() {
 }
 
 /// The first key (from 100 on) whose home slot in a 4-slot table is `slot`.
+/// Mirrors the crate's internals: `Cache::hash` mixes the hasher's output,
+/// and `Table::start` maps the low half onto the slots (multiply-shift).
 fn key_with_home(slot: u64) -> u32 {
     use std::hash::BuildHasher;
-    (100..)
-        .find(|k: &u32| Fixed::default().hash_one(k) & 3 == slot)
-        .unwrap()
+    let home = |k: &u32| {
+        let h = Fixed::default().hash_one(k);
+        let mixed = (h ^ (h >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (u64::from(mixed as u32) * 4) >> 32
+    };
+    (100..).find(|k| home(k) == slot).unwrap()
 }
 
 /// A get racing a table rebuild: the reader walks the old array or the

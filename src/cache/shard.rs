@@ -109,6 +109,20 @@ impl<'g, K, V> Ctx<'g, K, V> {
     }
 }
 
+/// What a write leaves unused, for its caller to drop after the lock: the
+/// node allocated for a key that turned out resident, and the entry when a
+/// live one was kept ([`Resident::Keep`]).
+type Unused<K, V> = (Option<NodeRef<K, V>>, Option<Entry<K, V>>);
+
+/// What a write does with a live entry of its key.
+#[derive(Clone, Copy)]
+enum Resident {
+    /// Replaces it (an insert).
+    Replace,
+    /// Keeps it, and stores nothing (a loader's value).
+    Keep,
+}
+
 /// Retired entries a shard collects before it hands them to the epoch
 /// collector together (one at a time under the model checkers, which then
 /// see each retirement as before).
@@ -300,23 +314,59 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         weight: u32,
     ) {
         let entry = Entry::new(expires, weight, key, value);
+        let kept = self.write(ctx, hash, entry, Resident::Replace);
+        debug_assert!(kept.is_none(), "an insert always stores");
+    }
+
+    /// As [`insert`](Self::insert), but a live entry of the key stays: for
+    /// a loader's value, which must not overwrite an insert that landed
+    /// while it loaded (one that started before the load was registered,
+    /// so found no flight to supersede: found in review). Returns the
+    /// entry if it was not stored, for the caller to drop outside its own
+    /// locks.
+    pub(crate) fn insert_if_absent(
+        &self,
+        ctx: &mut Ctx<'_, K, V>,
+        hash: u64,
+        key: K,
+        value: V,
+        expires: u64,
+        weight: u32,
+    ) -> Option<Entry<K, V>> {
+        let entry = Entry::new(expires, weight, key, value);
+        self.write(ctx, hash, entry, Resident::Keep)
+    }
+
+    /// Looks for the key without the lock (allocating the node of a key
+    /// found absent), then inserts or updates under it; returns the node
+    /// if it was not needed, dropped here, after the lock.
+    fn write(
+        &self,
+        ctx: &mut Ctx<'_, K, V>,
+        hash: u64,
+        entry: Entry<K, V>,
+        resident: Resident,
+    ) -> Option<Entry<K, V>> {
         let node = match self.table(ctx.guard).find(hash, &entry.key) {
             Probe::Found(..) => None,
             Probe::Absent => Some(NodeRef::new(hash)),
         };
-        let unused = self.insert_entry(ctx, hash, entry, node);
+        let (unused, kept) = self.insert_entry(ctx, hash, entry, node, resident);
         drop(unused);
+        kept
     }
 
     /// Inserts or updates `entry`'s key under the lock, with `node` for a
-    /// key that turns out absent; returns the node if it was not needed.
+    /// key that turns out absent; returns the node if it was not needed,
+    /// and the entry if `resident` kept a live entry in its place.
     fn insert_entry(
         &self,
         ctx: &mut Ctx<'_, K, V>,
         hash: u64,
         entry: Entry<K, V>,
         node: Option<NodeRef<K, V>>,
-    ) -> Option<NodeRef<K, V>> {
+        resident: Resident,
+    ) -> Unused<K, V> {
         let mut w = self.lock_for_write(ctx);
         let table = self.table(ctx.guard);
         // The probe runs the key's `Eq` (user code, which may panic) before
@@ -329,19 +379,26 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             Probe::Found(i, old) if !std::ptr::eq(table.load(i), old) => Probe::Absent,
             probe => probe,
         };
+        if let (Probe::Found(_, old), Resident::Keep) = (&probe, resident) {
+            if !ctx.expired(old) {
+                // The sweep may have reclaimed entries.
+                self.publish_len(&w);
+                return (node, Some(entry));
+            }
+        }
         let entry = w.boxed(entry);
         // Predictable: without a weigher every entry weighs 1 and the
         // shard's share is at least 1.
         if u64::from(entry.weight) > self.max_weight {
             self.insert_oversize(&mut w, table, probe, entry, ctx);
-            return node;
+            return (node, None);
         }
         if let Probe::Found(i, old) = probe {
             if !ctx.expired(old) {
                 self.replace(&mut w, table, i, old, entry, ctx);
                 // The sweep may have reclaimed entries.
                 self.publish_len(&w);
-                return node;
+                return (node, None);
             }
             self.unlink(&mut w, table, i, old, RemovalCause::Expired, ctx);
             w.policy.removed();
@@ -349,7 +406,7 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         let node = node.unwrap_or_else(|| NodeRef::new(hash));
         self.admit(&mut w, table, hash, entry, node, ctx);
         self.publish_len(&w);
-        None
+        (None, None)
     }
 
     /// Turns away an entry heavier than the shard's share of `max_weight`
