@@ -251,9 +251,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// Called with each entry that leaves the cache and why (see
     /// [`RemovalCause`]), after the cache's internal locks are released, on
     /// the thread whose operation removed it. A slow listener slows that
-    /// operation down (and delays memory reclamation while it runs); a
-    /// panicking one propagates into it, after the cache's state is
-    /// consistent.
+    /// operation down (and delays memory reclamation while it runs). A
+    /// panic in it propagates into the operation once the cache's state is
+    /// consistent and every other notice of the operation was delivered
+    /// (`clear` and `cleanup_expired` still go through every shard).
     ///
     /// # Examples
     /// ```

@@ -34,6 +34,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -474,14 +475,41 @@ impl<K, V, S> Cache<K, V, S> {
 
     /// Runs the listener over the removals `ctx` collected (locks released,
     /// guard still pinned).
+    /// A listener that panics does not cost the others their calls: every
+    /// notice is delivered, then the first panic goes on (found in review:
+    /// the rest of the operation's notices were lost).
     fn notify(&self, ctx: Ctx<'_, K, V>) {
-        if let Some(listener) = &self.listener {
-            for (e, cause) in ctx.notices {
-                // SAFETY: the entry was retired with `ctx.guard`, which is
-                // still pinned, so it is not freed yet.
-                let e = unsafe { &*e };
-                listener(&e.key, &e.value, cause);
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let mut panicked = None;
+        for (e, cause) in ctx.notices {
+            // SAFETY: the entry was retired with `ctx.guard`, which is
+            // still pinned, so it is not freed yet.
+            let e = unsafe { &*e };
+            let call = catch_unwind(AssertUnwindSafe(|| listener(&e.key, &e.value, cause)));
+            if let Err(payload) = call {
+                panicked.get_or_insert(payload);
             }
+        }
+        if let Some(payload) = panicked {
+            resume_unwind(payload);
+        }
+    }
+
+    /// Runs `op` on every shard, going on past a shard whose listener calls
+    /// panicked (its state is consistent by then), and then lets the first
+    /// panic go on: a panicking listener does not leave the later shards
+    /// uncleared (found in review).
+    fn each_shard(&self, mut op: impl FnMut(&Shard<K, V>)) {
+        let mut panicked = None;
+        for shard in self.shards.iter() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| op(shard))) {
+                panicked.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = panicked {
+            resume_unwind(payload);
         }
     }
 
@@ -684,14 +712,14 @@ where
     /// assert!(cache.is_empty());
     /// ```
     pub fn clear(&self) {
-        for shard in self.shards.iter() {
+        self.each_shard(|shard| {
             let guard = epoch::pin();
             let mut ctx = self.ctx(&guard);
             // As in `remove`: loads in flight do not store their values.
             shard.flights.supersede_all();
             shard.clear(&mut ctx);
             self.notify(ctx);
-        }
+        });
     }
 
     /// Reclaims every expired entry now; how many. (Writers also reclaim
@@ -712,12 +740,12 @@ where
     /// ```
     pub fn cleanup_expired(&self) -> usize {
         let mut n = 0;
-        for shard in self.shards.iter() {
+        self.each_shard(|shard| {
             let guard = epoch::pin();
             let mut ctx = self.ctx(&guard);
             n += shard.cleanup_expired(&mut ctx);
             self.notify(ctx);
-        }
+        });
         n
     }
 
