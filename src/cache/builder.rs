@@ -37,6 +37,8 @@ pub struct CacheBuilder<K, V, S = RandomState> {
     shards: Option<usize>,
     clock: Option<Arc<dyn Clock>>,
     hasher: S,
+    /// The hasher is the user's: mix its output (see `Cache::hash`).
+    mix_hash: bool,
     listener: Option<Listener<K, V>>,
 }
 
@@ -65,6 +67,7 @@ impl<K, V> CacheBuilder<K, V, RandomState> {
             shards: None,
             clock: None,
             hasher: RandomState::new(),
+            mix_hash: false,
             listener: None,
         }
     }
@@ -244,6 +247,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             shards: self.shards,
             clock: self.clock,
             hasher,
+            mix_hash: true,
             listener: self.listener,
         }
     }
@@ -331,6 +335,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             self.ttl,
             self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
             self.hasher,
+            self.mix_hash,
             self.listener,
         ))
     }
