@@ -42,9 +42,9 @@ pub use builder::{BuildError, CacheBuilder};
 pub use iter::Iter;
 pub use stats::CacheStats;
 
-use entry::NEVER;
+use entry::{Entry, NEVER};
 use flight::{Flight, InFlight};
-use shard::{nanos, Ctx, Shard};
+use shard::{nanos, Ctx, Resident, Shard};
 use stats::{bump, ReadStripes};
 use table::Probe;
 
@@ -678,7 +678,9 @@ where
         // this newer value (found in review); one atomic load when nothing
         // is loading.
         shard.flights.supersede(hash, &key);
-        shard.insert(&mut ctx, hash, key, value, expires, weight);
+        let entry = Entry::new(expires, weight, key, value);
+        let kept = shard.insert(&mut ctx, hash, entry, Resident::Replace);
+        debug_assert!(kept.is_none(), "an insert always stores");
         self.notify(ctx);
     }
 
@@ -1015,14 +1017,8 @@ where
             // registered (so it found nothing to supersede) but landed
             // after `join` looked is newer than the load, and wins (found
             // in review).
-            kept_out = shard.insert_if_absent(
-                &mut ctx,
-                self.hash,
-                key,
-                stored,
-                cache.expiry(cache.ttl),
-                weight,
-            );
+            let entry = Entry::new(cache.expiry(cache.ttl), weight, key, stored);
+            kept_out = shard.insert(&mut ctx, self.hash, entry, Resident::Keep);
         }
         drop(flights);
         drop(kept_out);

@@ -42,10 +42,10 @@ impl<K, V> Blocks<K, V> {
     pub(crate) fn boxed(&mut self, entry: Entry<K, V>) -> Box<Entry<K, V>> {
         match self.0.pop() {
             Some(block) => {
-                // SAFETY: `block` was allocated as a `Box<Entry<K, V>>` (the
-                // same type, so the same layout) and holds no entry (the
-                // `Blocks` invariant); it left the list, so it has one owner,
-                // which writes it whole and hands it on as a box.
+                // `block` was allocated as a `Box<Entry<K, V>>` (the same
+                // type, so the same layout) and holds no entry (the
+                // `Blocks` invariant); it left the list, so it has one owner.
+                // SAFETY: as above; written whole, then handed on as a box.
                 unsafe {
                     block.write(entry);
                     Box::from_raw(block)

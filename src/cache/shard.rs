@@ -114,12 +114,15 @@ impl<'g, K, V> Ctx<'g, K, V> {
 /// live one was kept ([`Resident::Keep`]).
 type Unused<K, V> = (Option<NodeRef<K, V>>, Option<Entry<K, V>>);
 
-/// What a write does with a live entry of its key.
-#[derive(Clone, Copy)]
-enum Resident {
+/// What an insert does with a live entry of its key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resident {
     /// Replaces it (an insert).
     Replace,
-    /// Keeps it, and stores nothing (a loader's value).
+    /// Keeps it, and stores nothing: a loader's value, which must not
+    /// overwrite an insert that landed while it loaded (one that started
+    /// before the load was registered, so found no flight to supersede:
+    /// found in review).
     Keep,
 }
 
@@ -296,7 +299,9 @@ impl<K, V> Shard<K, V> {
 }
 
 impl<K: Eq + 'static, V: 'static> Shard<K, V> {
-    /// Inserts or updates `key`, whose entry weighs `weight`.
+    /// Inserts or updates `entry`'s key; with [`Resident::Keep`], a live
+    /// entry of the key stays and `entry` comes back unstored, for the
+    /// caller to drop outside its own locks.
     ///
     /// The node of a key that a lock-free look finds absent is allocated
     /// before the lock is taken, and a node the look made in vain is freed
@@ -305,42 +310,6 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
     /// `recycle.rs`), else by the allocator. The look also brings the
     /// probe's cache lines in before the lock is taken.
     pub(crate) fn insert(
-        &self,
-        ctx: &mut Ctx<'_, K, V>,
-        hash: u64,
-        key: K,
-        value: V,
-        expires: u64,
-        weight: u32,
-    ) {
-        let entry = Entry::new(expires, weight, key, value);
-        let kept = self.write(ctx, hash, entry, Resident::Replace);
-        debug_assert!(kept.is_none(), "an insert always stores");
-    }
-
-    /// As [`insert`](Self::insert), but a live entry of the key stays: for
-    /// a loader's value, which must not overwrite an insert that landed
-    /// while it loaded (one that started before the load was registered,
-    /// so found no flight to supersede: found in review). Returns the
-    /// entry if it was not stored, for the caller to drop outside its own
-    /// locks.
-    pub(crate) fn insert_if_absent(
-        &self,
-        ctx: &mut Ctx<'_, K, V>,
-        hash: u64,
-        key: K,
-        value: V,
-        expires: u64,
-        weight: u32,
-    ) -> Option<Entry<K, V>> {
-        let entry = Entry::new(expires, weight, key, value);
-        self.write(ctx, hash, entry, Resident::Keep)
-    }
-
-    /// Looks for the key without the lock (allocating the node of a key
-    /// found absent), then inserts or updates under it; returns the node
-    /// if it was not needed, dropped here, after the lock.
-    fn write(
         &self,
         ctx: &mut Ctx<'_, K, V>,
         hash: u64,
