@@ -1858,3 +1858,41 @@ fn a_panicking_listener_loses_no_other_notice_and_clear_clears_every_shard() {
     told.sort_unstable();
     assert_eq!(told, (0..32).collect::<Vec<_>>(), "every entry told once");
 }
+
+/// An entry expired on arrival (a zero TTL) is never visible, so it does
+/// not evict a live entry to make room; it counts as an insert and an
+/// expiration, and the listener sees it expire (found in review: it pushed
+/// the live entry out of a full cache).
+#[test]
+fn an_entry_expired_on_arrival_evicts_nothing() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let cache = Cache::builder()
+        .max_capacity(1)
+        .clock(ManualClock::new())
+        .eviction_listener(move |k: &u32, _: &u32, cause| log.lock().unwrap().push((*k, cause)))
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    cache.insert_with_ttl(2, 2, Duration::ZERO);
+    assert_eq!(
+        (cache.get(&1), cache.get(&2), cache.len()),
+        (Some(1), None, 1)
+    );
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.inserts, stats.evictions, stats.expirations),
+        (2, 0, 1)
+    );
+    assert_eq!(*seen.lock().unwrap(), [(2, RemovalCause::Expired)]);
+    // Over a live entry of its own key, it replaces it (that value must
+    // not stay), as an update, and expires.
+    cache.insert_with_ttl(1, 10, Duration::ZERO);
+    assert_eq!((cache.get(&1), cache.len()), (None, 0));
+    let stats = cache.stats();
+    assert_eq!((stats.inserts, stats.updates, stats.expirations), (2, 1, 2));
+    assert_eq!(
+        seen.lock().unwrap()[1..],
+        [(1, RemovalCause::Replaced), (1, RemovalCause::Expired)]
+    );
+}

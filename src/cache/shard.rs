@@ -359,7 +359,14 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         // Predictable: without a weigher every entry weighs 1 and the
         // shard's share is at least 1.
         if u64::from(entry.weight) > self.max_weight {
-            self.insert_oversize(&mut w, table, probe, entry, ctx);
+            self.turn_away(&mut w, table, probe, entry, RemovalCause::Evicted, ctx);
+            return (node, None);
+        }
+        // Expired on arrival (a zero TTL, or a clock that moved): never
+        // visible, so it must not evict a live entry to make room (found in
+        // review: a zero-TTL insert into a full cache pushed one out).
+        if entry.expires != NEVER && ctx.expired(&entry) {
+            self.turn_away(&mut w, table, probe, entry, RemovalCause::Expired, ctx);
             return (node, None);
         }
         if let Probe::Found(i, old) = probe {
@@ -378,19 +385,21 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
         (None, None)
     }
 
-    /// Turns away an entry heavier than the shard's share of `max_weight`
-    /// (it is never visible): an eviction, and an insert if its key was not
-    /// resident, as for a newcomer the policy evicts. A resident entry of
-    /// the key leaves first, as an update (`Replaced`) if it was live, so no
-    /// stale value stays behind.
+    /// Turns away an entry that is never visible: one heavier than the
+    /// shard's share of `max_weight` (`Evicted`, as for a newcomer the
+    /// policy evicts) or one expired on arrival (`Expired`); an insert if
+    /// its key was not resident. A resident entry of the key leaves first,
+    /// as an update (`Replaced`) if it was live, so no stale value stays
+    /// behind.
     #[cold]
     #[inline(never)]
-    fn insert_oversize(
+    fn turn_away(
         &self,
         w: &mut Writer<K, V>,
         table: &Table<K, V>,
         probe: Probe<'_, K, V>,
         entry: Box<Entry<K, V>>,
+        cause: RemovalCause,
         ctx: &mut Ctx<'_, K, V>,
     ) {
         let mut replaced = false;
@@ -408,8 +417,12 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             bump_locked(&self.counters.inserts);
         }
         let entry = Box::into_raw(entry);
-        bump_locked(&self.counters.evictions);
-        ctx.notice(entry, RemovalCause::Evicted);
+        bump_locked(if cause == RemovalCause::Expired {
+            &self.counters.expirations
+        } else {
+            &self.counters.evictions
+        });
+        ctx.notice(entry, cause);
         ctx.retire(w, entry);
         self.publish_len(w);
     }
