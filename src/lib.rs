@@ -40,9 +40,10 @@
 //! ```
 //!
 //! ## Thread safety
-//! Every type is `Send + Sync` when its contents are `Send`: values move
+//! The queues are `Send + Sync` when their contents are `Send`: values move
 //! between threads, they are never shared by reference, so `T: Sync` is not
-//! needed.
+//! needed. `WorkQueue<T>` needs `T: Send + Sync` (claims and snapshots
+//! share an item's data by reference).
 //!
 //! ```compile_fail
 //! // A queue of non-Send values cannot be shared between threads.

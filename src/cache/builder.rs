@@ -187,8 +187,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// Number of shards (rounded up to a power of two, then down to at most
     /// `max_capacity`). The default picks one from the capacity and the
     /// machine: at least 256 entries a shard, since every split costs hit
-    /// ratio, and no more than 4 shards a core, since more buys no
-    /// parallelism.
+    /// ratio, and no more than 4 shards a core (rounded up to a power of
+    /// two), since more buys no parallelism.
     ///
     /// # Examples
     /// ```

@@ -804,9 +804,10 @@ where
     /// same holds for `V::clone`, with which waiters copy the shared value.
     ///
     /// A write to the key while the loader runs wins: after an `insert`,
-    /// `remove` or `clear` that started once the loader had, the loaded
-    /// value (maybe read from its source before that write) is returned to
-    /// the callers waiting for it but not stored.
+    /// `remove` or `clear` that started once the loader had, or if the key
+    /// has a live entry when the loader returns, the loaded value (maybe
+    /// read from its source before that write) is returned to the callers
+    /// waiting for it but not stored.
     ///
     /// # Examples
     /// ```

@@ -298,7 +298,10 @@ impl<T> Persister<T> {
             PersistError::other(
                 PersistErrorKind::Encode,
                 &self.path,
-                format!("the configuration would not read back: {e}"),
+                format!(
+                    "the encoded configuration would not read back \
+                     (NaN or an infinity in JSON?), so nothing was written: {e}"
+                ),
             )
         })?;
         let temp = self.temp_path();
@@ -567,7 +570,11 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     /// [`OpenError::Persist`] when the file cannot be read or does not
     /// parse (naming the file, line, column and field), and
     /// [`OpenError::Invalid`] when a validator refuses it. The file is left
-    /// untouched.
+    /// untouched. When the file is missing and `default` cannot be written
+    /// so that it reads back (NaN or an infinity in JSON),
+    /// [`OpenError::Persist`] of kind
+    /// [`Encode`](crate::config::PersistErrorKind::Encode), and no file is
+    /// created.
     ///
     /// # Examples
     /// ```
