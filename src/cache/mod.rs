@@ -997,7 +997,7 @@ where
         // before it), as is the key.
         let stored = value.clone();
         // The entry if the shard kept a live one in its place: dropped
-        // after the lock (declared before it).
+        // last, after the lock, the notices and the waiters.
         let mut kept_out = None;
         let mut flights = shard.flights.lock();
         let mine = flights.take(&self.flight);
@@ -1022,10 +1022,13 @@ where
             kept_out = shard.insert(&mut ctx, self.hash, entry, Resident::Keep);
         }
         drop(flights);
-        drop(kept_out);
         cache.notify(ctx);
         self.flight.finish(Some(value.clone()));
         self.done = true;
+        // Last: its drop is user code that may panic, which must cost
+        // neither the notices nor the waiters their value (found in
+        // review).
+        drop(kept_out);
         value
     }
 }
