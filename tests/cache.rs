@@ -1748,6 +1748,41 @@ impl PartialEq for HookedKey {
 
 impl Eq for HookedKey {}
 
+/// A cache keyed by `HookedKey`, every key hashing alike.
+type Same = std::hash::BuildHasherDefault<SameHash>;
+
+/// Starts `insert(HookedKey(1), value)` on a thread marked `INSERTER` and
+/// returns once it is paused in its lock-free look (before the lock); the
+/// flag turns true when the insert has returned. `let_the_insert_finish`
+/// lets it go on.
+fn insert_paused_in_its_look<V: Clone + Send + Sync + 'static>(
+    cache: &Arc<Cache<HookedKey, V, Same>>,
+    value: V,
+) -> (thread::JoinHandle<()>, Arc<AtomicBool>) {
+    GATE.store(1, SeqCst);
+    let inserted = Arc::new(AtomicBool::new(false));
+    let inserter = {
+        let (cache, inserted) = (Arc::clone(cache), Arc::clone(&inserted));
+        thread::spawn(move || {
+            INSERTER.with(|c| c.set(true));
+            cache.insert(HookedKey(1), value);
+            inserted.store(true, SeqCst);
+        })
+    };
+    while GATE.load(SeqCst) != 2 {
+        thread::yield_now();
+    }
+    (inserter, inserted)
+}
+
+/// Lets the paused insert go on, and waits until it has returned.
+fn let_the_insert_finish(inserted: &AtomicBool) {
+    GATE.store(3, SeqCst);
+    while !inserted.load(SeqCst) {
+        thread::yield_now();
+    }
+}
+
 /// An insert that began before a load registered (so it found no flight to
 /// supersede) but lands while the loader runs wins over the loaded value:
 /// the load returned its value as if the key were absent, so storing it
@@ -1756,7 +1791,6 @@ impl Eq for HookedKey {}
 #[test]
 fn an_insert_that_began_before_a_load_and_landed_during_it_wins() {
     let _turn = GATE_USER.lock().unwrap_or_else(|e| e.into_inner());
-    type Same = std::hash::BuildHasherDefault<SameHash>;
     let cache: Arc<Cache<HookedKey, u64, Same>> = Arc::new(
         Cache::builder()
             .max_capacity(100)
@@ -1765,24 +1799,9 @@ fn an_insert_that_began_before_a_load_and_landed_during_it_wins() {
             .unwrap(),
     );
     cache.insert(HookedKey(0), 0); // a resident key on the probe sequence
-    GATE.store(1, SeqCst);
-    let inserted = Arc::new(AtomicBool::new(false));
-    let inserter = {
-        let (cache, inserted) = (Arc::clone(&cache), Arc::clone(&inserted));
-        thread::spawn(move || {
-            INSERTER.with(|c| c.set(true));
-            cache.insert(HookedKey(1), 111); // pauses in its look, before the lock
-            inserted.store(true, SeqCst);
-        })
-    };
-    while GATE.load(SeqCst) != 2 {
-        thread::yield_now();
-    }
+    let (inserter, inserted) = insert_paused_in_its_look(&cache, 111);
     let got = cache.get_or_insert_with(HookedKey(1), || {
-        GATE.store(3, SeqCst); // the insert goes on while this loader runs
-        while !inserted.load(SeqCst) {
-            thread::yield_now();
-        }
+        let_the_insert_finish(&inserted); // while this loader runs
         222
     });
     inserter.join().unwrap();
@@ -1923,7 +1942,6 @@ impl Drop for Val {
 #[test]
 fn an_unstored_loaded_value_whose_drop_panics_loses_no_notice() {
     let _turn = GATE_USER.lock().unwrap_or_else(|e| e.into_inner());
-    type Same = std::hash::BuildHasherDefault<SameHash>;
     let clock = ManualClock::new();
     let expired_told = Arc::new(AtomicUsize::new(0));
     let told = Arc::clone(&expired_told);
@@ -1947,26 +1965,11 @@ fn an_unstored_loaded_value_whose_drop_panics_loses_no_notice() {
         cache.insert_with_ttl(HookedKey(k), Val(k), Duration::from_secs(1));
     }
     clock.advance(Duration::from_secs(2));
-    GATE.store(1, SeqCst);
-    let inserted = Arc::new(AtomicBool::new(false));
-    let inserter = {
-        let (cache, inserted) = (Arc::clone(&cache), Arc::clone(&inserted));
-        thread::spawn(move || {
-            INSERTER.with(|c| c.set(true));
-            cache.insert(HookedKey(1), Val(111)); // pauses in its look
-            inserted.store(true, SeqCst);
-        })
-    };
-    while GATE.load(SeqCst) != 2 {
-        thread::yield_now();
-    }
+    let (inserter, inserted) = insert_paused_in_its_look(&cache, Val(111));
     let before = cache.stats().expirations;
     let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         cache.get_or_insert_with(HookedKey(1), || {
-            GATE.store(3, SeqCst);
-            while !inserted.load(SeqCst) {
-                thread::yield_now();
-            }
+            let_the_insert_finish(&inserted);
             ARMED.store(true, SeqCst);
             Val(222)
         })
