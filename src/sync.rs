@@ -327,25 +327,53 @@ pub(crate) mod epoch {
     /// single-threaded program would see values it evicted or removed
     /// dropped only at some later operation.
     ///
+    /// How: it defers a marker after everything this thread retired, hands
+    /// it to the collector, and pins and flushes until the marker has run.
+    /// The collector frees its bags in the order they were handed over, so
+    /// then every bag handed over before, the structure's included, has
+    /// been freed, however many other structures' bags were queued ahead of
+    /// it (an unbounded queue hands one over per drained segment; found in
+    /// review: a fixed number of rounds stopped short of the structure's
+    /// own bags behind thousands of a queue's).
+    ///
     /// `retired` is an upper bound on the objects the structure ever
-    /// retired. Each pin-and-flush round hands this thread's retired
-    /// objects to the collector, advances the global epoch if no thread
-    /// pins an older one, and frees up to eight bags of 64 objects (4
-    /// under miri) that are two epochs old; most were freed during normal
-    /// operation already, so a few rounds plus one per half a round's worth
-    /// of retired objects is plenty. A round with nothing to do costs a few
-    /// nanoseconds.
+    /// retired. Each round advances the global epoch if no thread pins an
+    /// older one and frees up to eight bags that are two epochs old, so
+    /// the rounds are bounded by one per half a round's worth of retired
+    /// objects plus a backlog allowance: a pinned thread that stops the
+    /// epoch costs a bounded wait, not a hang. A round costs nanoseconds.
     pub(crate) fn collect_garbage(retired: u64) {
         /// Half of what one round can free (crossbeam-epoch's bags are
         /// smaller under miri).
         #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
         const PER_ROUND: u64 = if cfg!(miri) { 16 } else { 256 };
+        /// Rounds for other structures' bags queued ahead of ours (eight
+        /// bags a round).
+        #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
+        const BACKLOG_ROUNDS: u64 = if cfg!(miri) { 1 << 8 } else { 1 << 12 };
         // Under loom nothing is ever freed (see `defer_unchecked`); under
         // shuttle, garbage of an earlier execution must not be dropped in
         // this one (see `ptr_get_mut`).
         #[cfg(not(any(unlocked_loom, feature = "shuttle")))]
-        for _ in 0..4 + (retired / PER_ROUND).min(1 << 16) {
-            pin().flush();
+        {
+            use std::sync::atomic::{AtomicBool, Ordering};
+            let marker_ran = std::sync::Arc::new(AtomicBool::new(false));
+            let marker = std::sync::Arc::clone(&marker_ran);
+            {
+                let guard = pin();
+                // Release: pairs with the Acquire load below, so the frees
+                // that ran before the marker happen before `Drop` returns.
+                guard.defer(move || marker.store(true, Ordering::Release));
+                guard.flush();
+            }
+            let rounds = 4 + (retired / PER_ROUND).min(1 << 16) + BACKLOG_ROUNDS;
+            for _ in 0..rounds {
+                // Acquire: see the Release store in the marker.
+                if marker_ran.load(Ordering::Acquire) {
+                    return;
+                }
+                pin().flush();
+            }
         }
         #[cfg(any(unlocked_loom, feature = "shuttle"))]
         let _ = retired;

@@ -1447,6 +1447,10 @@ fn a_huge_capacity_with_a_weight_bound_evicts_without_a_capacity_sized_ghost() {
 /// (found in review: small never reached its target, so main gave every
 /// victim and the scan flushed all 50 hot keys).
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a policy check of thousands of operations (a minute under miri)"
+)]
 fn a_weight_bound_cache_resists_a_scan_like_an_entry_bound_one() {
     let hot_survivors = |cache: &Cache<u64, u64>| {
         for _ in 0..20 {
@@ -1835,19 +1839,23 @@ impl std::hash::Hasher for Identity {
 #[test]
 fn a_weak_hasher_still_fills_every_shard() {
     type Ident = std::hash::BuildHasherDefault<Identity>;
+    // Scaled down under miri, where each insert is thousands of times
+    // slower; the collapse shows at either size.
+    let n: u64 = if cfg!(miri) { 256 } else { 4096 };
     for shift in [0, 40] {
         let cache: Cache<u64, u64, Ident> = Cache::builder()
-            .max_capacity(4096)
+            .max_capacity(n as usize)
             .shards(4)
             .hasher(Ident::default())
             .build()
             .unwrap();
-        for k in 0..4096u64 {
+        for k in 0..n {
             cache.insert(k << shift, k);
         }
         // A strict bound per shard evicts a little where a shard fills
-        // first; one shard for every key would keep 1024.
-        assert!(cache.len() > 3500, "shift {shift}: len {}", cache.len());
+        // first; one shard for every key would keep a quarter.
+        let len = cache.len() as u64;
+        assert!(len > n * 85 / 100, "n {n}, shift {shift}: len {len}");
     }
 }
 

@@ -8,10 +8,10 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 
 use common::scaled;
-use unlocked::{Cache, WorkQueue};
+use unlocked::{Cache, UnboundedQueue, WorkQueue};
 
 /// Counts its drops (clones count too: the cache clones values out).
 struct Counted(Arc<AtomicUsize>);
@@ -31,9 +31,38 @@ impl Drop for Counted {
     }
 }
 
+/// Queues thousands of another structure's bags with the epoch collector
+/// ahead of what the next structure retires: an unbounded queue of
+/// one-value segments hands one over per drained segment, while another
+/// thread holds the epoch back so that none is freed meanwhile; then that
+/// thread exits. Found in review: a drop that ran a fixed number of
+/// collection rounds stopped short of its own values behind them.
+fn queue_a_backlog_of_bags() {
+    let pinned = Arc::new(Barrier::new(2));
+    let go = Arc::new(Barrier::new(2));
+    let holder = {
+        let (pinned, go) = (Arc::clone(&pinned), Arc::clone(&go));
+        std::thread::spawn(move || {
+            let guard = crossbeam_epoch::pin();
+            pinned.wait();
+            go.wait();
+            drop(guard);
+        })
+    };
+    pinned.wait();
+    let q = UnboundedQueue::with_segment_capacity(1);
+    for i in 0..scaled(5_000, 300) {
+        q.push(i).unwrap();
+        assert_eq!(q.pop(), Some(i));
+    }
+    go.wait();
+    holder.join().unwrap();
+}
+
 #[test]
 fn dropping_a_structure_drops_every_value_it_was_given() {
     // A cache of 10 that evicted, replaced and removed most of its values.
+    queue_a_backlog_of_bags();
     let drops = Arc::new(AtomicUsize::new(0));
     let n = scaled(20_000, 200) as u64;
     {
@@ -46,6 +75,7 @@ fn dropping_a_structure_drops_every_value_it_was_given() {
     assert_eq!(drops.load(SeqCst), n as usize, "cache");
 
     // A work queue whose items were claimed, completed and removed.
+    queue_a_backlog_of_bags();
     let drops = Arc::new(AtomicUsize::new(0));
     let n = scaled(5_000, 100);
     {

@@ -185,7 +185,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// Number of shards (rounded up to a power of two, then down to at most
-    /// `max_capacity`). The default picks one from the capacity and the
+    /// `max_capacity` and at most 65536, so that a huge request cannot make
+    /// `build` allocate that many). The default picks one from the capacity and the
     /// machine: at least 256 entries a shard, since every split costs hit
     /// ratio, and no more than 4 shards a core (rounded up to a power of
     /// two), since more buys no parallelism.
@@ -344,9 +345,12 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 /// Entries per shard below which the default does not split further.
 const MIN_PER_SHARD: usize = 256;
 
-/// The shard count: a power of two, at most `capacity`.
+/// The most shards a cache has (see [`CacheBuilder::shards`]).
+const MAX_SHARDS: usize = 1 << 16;
+
+/// The shard count: a power of two, at most `capacity` and [`MAX_SHARDS`].
 fn shard_count(capacity: usize, requested: Option<usize>) -> usize {
-    let most = prev_power_of_two(capacity);
+    let most = prev_power_of_two(capacity).min(MAX_SHARDS);
     let n = match requested {
         Some(n) => n.checked_next_power_of_two().unwrap_or(most),
         None => {
@@ -374,6 +378,10 @@ mod tests {
         assert_eq!(shard_count(1000, Some(3)), 4);
         assert_eq!(shard_count(3, Some(64)), 2);
         assert_eq!(shard_count(1, Some(usize::MAX)), 1);
+        // Found in review: `shards(usize::MAX)` with a huge capacity asked
+        // for 2^63 shards (a capacity-overflow panic in `build`).
+        assert_eq!(shard_count(usize::MAX, Some(usize::MAX)), MAX_SHARDS);
+        assert_eq!(shard_count(usize::MAX, Some(1 << 40)), MAX_SHARDS);
         let n = shard_count(1 << 30, None);
         assert!(n.is_power_of_two() && n > 1);
     }

@@ -224,7 +224,9 @@ impl PersistError {
     }
 
     /// For a parse error, the path of the field that failed, such as
-    /// `config.limits.max` (`.` when the document itself is wrong).
+    /// `config.limits.max`; for a missing field, the missing one
+    /// (`config.port`). `None` when no field is known (an empty file, a
+    /// syntax error before any field).
     ///
     /// # Examples
     /// See [`PersistError`].

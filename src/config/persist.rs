@@ -111,7 +111,7 @@ fn decode<T: DeserializeOwned>(
 fn decode_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<FileIn<T>, PersistError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let file = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = field_name(e.path());
+        let field = field_name(e.path(), &e.inner().to_string());
         json_error(path, e.into_inner(), field)
     })?;
     de.end().map_err(|e| json_error(path, e, None))?;
@@ -120,11 +120,24 @@ fn decode_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<FileIn<
 
 /// The field a decode error is in, as serde_path_to_error names it, less
 /// the parts it could not name (`?`); `None` at the top level (an empty
-/// file, a syntax error before any field).
-fn field_name(path: &serde_path_to_error::Path) -> Option<String> {
+/// file, a syntax error before any field). For a missing field the path
+/// stops at the table that lacks it, so the field's own name, taken from
+/// serde's "missing field `NAME`" message (`message`), is added: the error
+/// names the field to write (found in review: `config.port` came out as
+/// `config`, and a missing `version` as no field at all).
+fn field_name(path: &serde_path_to_error::Path, message: &str) -> Option<String> {
     let full = path.to_string();
     let known = full.trim_end_matches(".?").trim_end_matches('?');
-    (!known.is_empty() && known != ".").then(|| known.to_owned())
+    let known = (!known.is_empty() && known != ".").then(|| known.to_owned());
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+        .filter(|name| !name.is_empty());
+    match (known, missing) {
+        (Some(known), Some(name)) => Some(format!("{known}.{name}")),
+        (None, Some(name)) => Some(name.to_owned()),
+        (known, None) => known,
+    }
 }
 
 fn json_error(path: &Path, inner: serde_json::Error, field: Option<String>) -> PersistError {
@@ -152,7 +165,7 @@ fn decode_toml<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<FileIn<
     })?;
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = field_name(e.path());
+        let field = field_name(e.path(), e.inner().message());
         let inner = e.into_inner();
         let (line, column) = match inner.span() {
             Some(span) => {

@@ -363,7 +363,14 @@ mod tests {
 
     #[test]
     fn tickets_map_to_distinct_cells() {
-        for capacity in [1, 2, 3, 7, 8, 16, 64, 256, 1000, 1024] {
+        // Fewer sizes under miri (each bijection walks every cell); the
+        // ones kept still cover unspread, spread and non-power-of-two.
+        let capacities: &[usize] = if cfg!(miri) {
+            &[1, 3, 16, 256, 1000]
+        } else {
+            &[1, 2, 3, 7, 8, 16, 64, 256, 1000, 1024]
+        };
+        for &capacity in capacities {
             assert_bijection::<u8>(capacity);
             assert_bijection::<u64>(capacity);
             assert_bijection::<[u64; 3]>(capacity);
