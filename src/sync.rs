@@ -366,7 +366,15 @@ pub(crate) mod epoch {
                 guard.defer(move || marker.store(true, Ordering::Release));
                 guard.flush();
             }
-            let rounds = 4 + (retired / PER_ROUND).min(1 << 16) + BACKLOG_ROUNDS;
+            // A thread that is already pinned (a structure dropped by a
+            // deferred closure, say) holds the epoch back itself: the marker
+            // cannot run meanwhile, so it waits for no backlog.
+            let backlog = if crossbeam_epoch::is_pinned() {
+                0
+            } else {
+                BACKLOG_ROUNDS
+            };
+            let rounds = 4 + (retired / PER_ROUND).min(1 << 16) + backlog;
             for _ in 0..rounds {
                 // Acquire: see the Release store in the marker.
                 if marker_ran.load(Ordering::Acquire) {
