@@ -9,7 +9,7 @@
 //! ```
 //! The in-memory tests also run under miri (scaled down).
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -680,6 +680,61 @@ fn callbacks_never_go_back_to_an_older_version_when_a_callback_commits() {
     set(&store, 1);
     assert_eq!(store.load().version().get(), 3);
     assert_eq!(*seen.lock().unwrap(), [(3, 2)]);
+}
+
+/// Under concurrent commits a callback's calls never overlap, never go
+/// back to an older version, and end on the newest (found in review: the
+/// commit of an older version could call after the call for a newer one
+/// had returned, leaving a callback that applies the configuration on the
+/// older one).
+#[test]
+fn concurrent_commits_call_a_callback_in_order_one_at_a_time() {
+    let store = Arc::new(ConfigStore::new(0u64));
+    let last = Arc::new(AtomicU64::new(0));
+    let in_call = Arc::new(AtomicBool::new(false));
+    let faults = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (last, in_call, faults) = (last.clone(), in_call.clone(), faults.clone());
+        store.on_change(move |snap| {
+            let v = snap.version().get();
+            if in_call.swap(true, SeqCst) {
+                faults.lock().unwrap().push(format!("overlap at {v}"));
+            }
+            assert_eq!(**snap, v - 1, "the snapshot of its version");
+            let before = last.swap(v, SeqCst);
+            if before >= v {
+                faults.lock().unwrap().push(format!("{v} after {before}"));
+            }
+            in_call.store(false, SeqCst);
+        });
+    }
+    let (threads, each) = (4, if cfg!(miri) { 10 } else { 2_000 });
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            thread::spawn(move || {
+                for _ in 0..each {
+                    store
+                        .update(|n| -> Result<(), ()> {
+                            *n += 1;
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(*faults.lock().unwrap(), Vec::<String>::new());
+    let newest = store.load().version().get();
+    assert_eq!(newest, 1 + threads * each);
+    assert_eq!(
+        last.load(SeqCst),
+        newest,
+        "the newest version was delivered"
+    );
 }
 
 /// `history` may be called from an update closure: it does not take the

@@ -365,17 +365,23 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         Subscription::new(Arc::clone(&self.shared))
     }
 
-    /// Runs `callback` after each later commit, on the committing thread,
+    /// Runs `callback` after each later commit, on a committing thread,
     /// after the new version is visible and after the writer lock is
     /// released (so a callback may itself update the store). A callback
     /// that panics is caught: the commit still succeeds and the other
-    /// callbacks still run. A callback is never given a version older
-    /// than one it was already given: when a callback commits, the
-    /// callbacks after it get the newer version first and skip the older
-    /// one, and under concurrent commits a callback may likewise skip a
-    /// version (it sees the newest, as a [`Subscription`] does). Calls for
-    /// different versions may still run at the same time on different
-    /// threads; each gets the snapshot its commit published.
+    /// callbacks still run.
+    ///
+    /// Calls of one callback never overlap, and each gets a newer version
+    /// than the one before, the latest committed when the call starts: a
+    /// callback may skip versions (as a [`Subscription`] does), never see
+    /// an older one after a newer, and the newest version is always
+    /// delivered. A commit that finds the callback running on another
+    /// thread leaves its version to that thread, which calls again once
+    /// the running call returns; so under a steady stream of concurrent
+    /// commits one committing thread may run several calls before its own
+    /// `update` returns. When a callback commits, its own call finishes
+    /// first and it is then called with the newer version, and the
+    /// callbacks after it get the newer version and skip the older one.
     ///
     /// # Examples
     /// ```

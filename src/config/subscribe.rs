@@ -27,8 +27,11 @@ use std::time::{Duration, Instant};
 
 use event_listener::Listener;
 
+use super::cell::Cell;
 use super::{Committed, Shared, Snapshot, Version};
-use crate::sync::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use crate::sync::{
+    AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed, Ordering::SeqCst,
+};
 
 /// A change callback as stored (shared with the commits running it).
 pub(crate) type Callback<T> = Arc<StoredCallback<T>>;
@@ -37,11 +40,37 @@ pub(crate) type Callback<T> = Arc<StoredCallback<T>>;
 type CallbackFn<T> = dyn Fn(&Snapshot<T>) + Send + Sync;
 
 /// A registered callback and what `notify` checks before each call.
+///
+/// # Delivery: one caller at a time, newest first
+/// Calls of one callback never overlap and get strictly increasing
+/// versions, the newest always among them (found in review: two commits
+/// racing could hand a callback version 5 after it had returned from 6,
+/// so a callback that applies the configuration could end on the older
+/// one). A commit that finds no call of the callback under way becomes
+/// its *deliverer*: it calls it with the latest published snapshot, again
+/// while a newer one has appeared meanwhile, then steps down. A commit
+/// that finds a deliverer at work leaves its version to it. The hand-off
+/// needs no `SeqCst` reasoning, because both sides read-modify-write
+/// `delivering`: the commit stores `published`, then swaps `delivering`
+/// to `true`; the deliverer swaps it back to `false`, then loads
+/// `published`. The swaps are ordered in `delivering`'s modification
+/// order. If the commit's comes first, the deliverer's swap reads the
+/// value the commit's wrote (`AcqRel` on both), so the commit's store of
+/// `published` happens before the deliverer's load, which sees the new
+/// version and goes round again. If the deliverer's comes first, the
+/// commit's swap reads `false` and the commit delivers itself. A commit
+/// made by the callback itself (on the deliverer's
+/// thread) finds its own delivery under way and leaves the newer version
+/// to the loop it is inside, so it is delivered right after the call
+/// returns. Under a steady stream of commits, one committing thread may
+/// deliver several versions before its own `update` returns.
 pub(crate) struct StoredCallback<T> {
     /// Set by `remove_callback`: no call starts once it is seen.
     removed: AtomicBool,
-    /// The newest version this callback was given: an older one (from a
-    /// commit made inside a callback, or a concurrent one) is skipped.
+    /// Whether a thread is delivering (see the type docs).
+    delivering: AtomicBool,
+    /// The newest version this callback was given (read and written only
+    /// by the deliverer, handed from one to the next by `delivering`).
     newest: AtomicU64,
     callback: Box<CallbackFn<T>>,
 }
@@ -50,6 +79,7 @@ impl<T> StoredCallback<T> {
     pub(crate) fn new(callback: Box<CallbackFn<T>>) -> Self {
         StoredCallback {
             removed: AtomicBool::new(false),
+            delivering: AtomicBool::new(false),
             newest: AtomicU64::new(0),
             callback,
         }
@@ -64,18 +94,52 @@ impl<T> StoredCallback<T> {
         self.removed.store(true, SeqCst);
     }
 
-    /// Calls the callback with `snapshot` (of `version`), unless it was
-    /// removed or already given a newer version; a panic is caught.
-    fn call(&self, version: u64, snapshot: &Snapshot<T>) {
-        // SeqCst (both): as in `remove`; and `fetch_max` so that of two
-        // commits racing here, the older one sees the newer's version.
-        if self.removed.load(SeqCst) || self.newest.fetch_max(version, SeqCst) > version {
-            return;
+    /// Delivers the latest version of `shared` to the callback, unless a
+    /// delivery is under way (which then delivers it), the callback was
+    /// removed, or it already had that version. Called after the commit
+    /// stored `published`. A panic of the callback is caught.
+    fn deliver(&self, shared: &Shared<T>) {
+        // AcqRel: the commit's half of the hand-off (type docs): Release
+        // passes its store of `published` to the deliverer whose swap reads
+        // this one's `true`; Acquire takes over the last deliverer's
+        // `newest` when it reads its `false`.
+        while !self.delivering.swap(true, AcqRel) {
+            self.deliver_newest(shared);
+            // AcqRel: the deliverer's half: Release hands `newest` on to
+            // the next deliverer; Acquire takes the `published` stores of
+            // the commits whose swaps this one reads after.
+            self.delivering.swap(false, AcqRel);
+            // Relaxed: `newest` is only written by a deliverer, and this
+            // thread was the last one.
+            let given = self.newest.load(Relaxed);
+            // Acquire: ordered after the swap above (see the type docs);
+            // SeqCst for `removed`, as in `remove`.
+            if shared.published.load(Acquire) <= given || self.removed.load(SeqCst) {
+                return;
+            }
         }
-        // A panicking callback must not stop the others or fail the
-        // commit, which has already happened. The panic hook still
-        // reports it.
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| (self.callback)(snapshot)));
+    }
+
+    /// The deliverer's loop: calls the callback with the latest snapshot
+    /// while it is newer than the last one given.
+    fn deliver_newest(&self, shared: &Shared<T>) {
+        loop {
+            // The cell is stored before `published`, so it holds the
+            // version `deliver` saw there, or a newer one. A full `Arc`,
+            // not a debt slot, is held across the user's callback.
+            let snapshot = Snapshot::from_arc(Cell::into_arc(shared.cell.load()));
+            let version = snapshot.version().get();
+            // Relaxed: deliverer-only (see `newest`). SeqCst for `removed`:
+            // as in `remove`.
+            if self.removed.load(SeqCst) || version <= self.newest.load(Relaxed) {
+                return;
+            }
+            self.newest.store(version, Relaxed);
+            // A panicking callback must not stop the others or fail the
+            // commit, which has already happened. The panic hook still
+            // reports it.
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| (self.callback)(&snapshot)));
+        }
     }
 }
 
@@ -265,10 +329,11 @@ impl<T> Shared<T> {
         if callbacks.is_empty() {
             return;
         }
-        let version = committed.version().get();
-        let snapshot = Snapshot::from_arc(committed);
+        // The committed version is published; each callback gets it or a
+        // newer one, from this thread or from the one delivering to it.
+        drop(committed);
         for callback in callbacks {
-            callback.call(version, &snapshot);
+            callback.deliver(self);
         }
     }
 
