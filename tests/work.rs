@@ -1516,3 +1516,29 @@ fn a_lease_of_duration_max_is_never_reaped() {
     assert_eq!(q.get(id).unwrap().status(), ItemStatus::Processing);
     q.complete(&c).unwrap();
 }
+
+/// A claim that settled its item is refused with `AlreadyFinished` when
+/// used again, also once another worker has claimed the item (found in
+/// review: it got `StaleClaim`, which the docs keep for a claim whose
+/// lease ran out and was claimed again).
+#[test]
+fn a_settled_claim_used_again_after_a_reclaim_is_already_finished() {
+    let q = WorkQueue::builder().max_attempts(10).build().unwrap();
+    q.add(1u32).unwrap();
+    for settle_first in ["fail", "release"] {
+        let first = q.claim().unwrap();
+        match settle_first {
+            "fail" => assert_eq!(q.fail(&first, "retry"), Ok(ItemStatus::Pending)),
+            _ => q.release(&first).unwrap(),
+        }
+        let second = q.claim().expect("pending again");
+        assert_eq!(q.complete(&first), Err(WorkError::AlreadyFinished));
+        assert_eq!(
+            q.fail(&first, "again").map(|_| ()),
+            Err(WorkError::AlreadyFinished)
+        );
+        assert_eq!(q.release(&first), Err(WorkError::AlreadyFinished));
+        // The second claim is unaffected.
+        q.release(&second).unwrap();
+    }
+}

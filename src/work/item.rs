@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sync::epoch::{self, Guard};
-use crate::sync::{AtomicPtr, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
+use crate::sync::{
+    AtomicBool, AtomicPtr, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+};
 
 /// Raw statuses kept in the state word. The two `*_EXPIRED` variants are
 /// reported as `Pending` / `Failed` but remember that the last claim's
@@ -388,6 +390,10 @@ pub struct Claim<T> {
     pub(crate) deadline: Duration,
     /// The item's last error when it was claimed.
     pub(crate) last_error: Option<Arc<str>>,
+    /// Set once this claim has settled its item (`complete`, `fail` or
+    /// `release` succeeded), so that a later settle of it is refused with
+    /// `AlreadyFinished` even when another claim holds the item by then.
+    pub(crate) settled: AtomicBool,
 }
 
 impl<T> Claim<T> {

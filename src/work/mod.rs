@@ -388,6 +388,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
                         seq: new.seq(),
                         attempts,
                         deadline: Duration::from_nanos(previous.max(deadline)),
+                        settled: AtomicBool::new(false),
                     })
                 }
                 Err(actual) => state = actual,
@@ -732,6 +733,13 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
             if state.status() == raw::REMOVED {
                 return Err(WorkError::Removed);
             }
+            // Acquire: pairs with the Release below (the same claim used
+            // from another thread after it settled).
+            if claim.settled.load(Acquire) {
+                // This claim settled the item already; a later claim may
+                // hold it now, but that does not make this one stale.
+                return Err(WorkError::AlreadyFinished);
+            }
             if state.seq() != claim.seq {
                 return Err(WorkError::StaleClaim);
             }
@@ -742,7 +750,11 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
                 return Err(WorkError::AlreadyFinished);
             }
             match item.cas(state, next(state)) {
-                Ok(()) => return Ok(state),
+                Ok(()) => {
+                    // Release: see the Acquire above.
+                    claim.settled.store(true, Release);
+                    return Ok(state);
+                }
                 Err(actual) => state = actual,
             }
         }

@@ -68,6 +68,9 @@ struct Inner<T> {
     items: HashMap<u64, RefItem<T>>,
     order: VecDeque<u64>,
     next_id: u64,
+    /// Claims `(id, seq)` that settled their item: settling again is
+    /// `AlreadyFinished`, whoever holds the item now.
+    settled: std::collections::HashSet<(u64, u32)>,
 }
 
 /// The reference work queue.
@@ -88,6 +91,7 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
                 items: HashMap::new(),
                 order: VecDeque::new(),
                 next_id: 0,
+                settled: std::collections::HashSet::new(),
             }),
             max_size,
             max_attempts,
@@ -207,6 +211,9 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
         let Some(item) = inner.items.get_mut(&claim.id) else {
             return Err(WorkError::Removed);
         };
+        if inner.settled.contains(&(claim.id, claim.seq)) {
+            return Err(WorkError::AlreadyFinished);
+        }
         if item.seq != claim.seq {
             return Err(WorkError::StaleClaim);
         }
@@ -216,6 +223,7 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
             _ => return Err(WorkError::AlreadyFinished),
         }
         next(item, old);
+        inner.settled.insert((claim.id, claim.seq));
         if old == St::Processing && matches!(item.status, St::Pending { .. }) {
             inner.order.push_back(claim.id);
         }
