@@ -331,10 +331,12 @@ pub(crate) mod epoch {
     /// it to the collector, and pins and flushes until the marker has run.
     /// The collector frees its bags in the order they were handed over, so
     /// then every bag handed over before, the structure's included, has
-    /// been freed, however many other structures' bags were queued ahead of
-    /// it (an unbounded queue hands one over per drained segment; found in
+    /// been freed, even behind other structures' bags queued ahead of it
+    /// (an unbounded queue hands one over per drained segment; found in
     /// review: a fixed number of rounds stopped short of the structure's
-    /// own bags behind thousands of a queue's).
+    /// own bags behind thousands of a queue's). The wait is bounded: past
+    /// a backlog of some 30,000 bags (8 a round), the rest is freed by
+    /// later collections, as usual.
     ///
     /// `retired` is an upper bound on the objects the structure ever
     /// retired. Each round advances the global epoch if no thread pins an

@@ -737,6 +737,63 @@ fn concurrent_commits_call_a_callback_in_order_one_at_a_time() {
     );
 }
 
+/// A value whose drop panics once, when armed (for the test below).
+#[derive(Clone, Debug)]
+struct DropBomb(u32);
+
+static DROP_BOMB_ARMED: AtomicBool = AtomicBool::new(false);
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        if self.0 == 0 && DROP_BOMB_ARMED.swap(false, SeqCst) {
+            panic!("drop of DropBomb(0), on purpose");
+        }
+    }
+}
+
+/// The snapshot a callback was given may be the last owner of its value:
+/// a `T::drop` that panics there reaches the committer, but does not leave
+/// the callback silenced for good (found in review: the deliverer's flag
+/// stayed set, and neither the version committed inside the callback nor
+/// any later one was delivered).
+#[test]
+fn a_panicking_drop_of_a_delivered_snapshot_does_not_silence_the_callback() {
+    let set = |n: u32| {
+        move |b: &mut DropBomb| -> Result<(), ()> {
+            b.0 = n;
+            Ok(())
+        }
+    };
+    let store = Arc::new(
+        ConfigStore::builder(DropBomb(1))
+            .history(1)
+            .build()
+            .unwrap(),
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    {
+        let weak = Arc::downgrade(&store);
+        let seen = Arc::clone(&seen);
+        store.on_change(move |snap| {
+            seen.lock().unwrap().push(snap.0);
+            if snap.0 == 0 {
+                // Version 4 evicts version 3 (a history of 1) and replaces
+                // it in the cell: the deliverer's snapshot is its last owner.
+                weak.upgrade().unwrap().update(set(5)).unwrap();
+            }
+        });
+    }
+    store.update(set(2)).unwrap();
+    DROP_BOMB_ARMED.store(true, SeqCst);
+    let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.update(set(0)).unwrap();
+    }));
+    assert!(committed.is_err(), "the drop's panic reaches the committer");
+    assert!(!DROP_BOMB_ARMED.load(SeqCst), "the bomb went off");
+    store.update(set(7)).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [2, 0, 5, 7]);
+}
+
 /// `history` may be called from an update closure: it does not take the
 /// writer lock (found in review: it deadlocked).
 #[test]

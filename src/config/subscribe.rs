@@ -98,13 +98,13 @@ impl<T> StoredCallback<T> {
     /// delivery is under way (which then delivers it), the callback was
     /// removed, or it already had that version. Called after the commit
     /// stored `published`. A panic of the callback is caught.
-    fn deliver(&self, shared: &Shared<T>) {
+    fn deliver(&self, shared: &Shared<T>, panicked: &mut Option<Panic>) {
         // AcqRel: the commit's half of the hand-off (type docs): Release
         // passes its store of `published` to the deliverer whose swap reads
         // this one's `true`; Acquire takes over the last deliverer's
         // `newest` when it reads its `false`.
         while !self.delivering.swap(true, AcqRel) {
-            self.deliver_newest(shared);
+            self.deliver_newest(shared, panicked);
             // AcqRel: the deliverer's half: Release hands `newest` on to
             // the next deliverer; Acquire takes the `published` stores of
             // the commits whose swaps this one reads after.
@@ -122,7 +122,7 @@ impl<T> StoredCallback<T> {
 
     /// The deliverer's loop: calls the callback with the latest snapshot
     /// while it is newer than the last one given.
-    fn deliver_newest(&self, shared: &Shared<T>) {
+    fn deliver_newest(&self, shared: &Shared<T>, panicked: &mut Option<Panic>) {
         loop {
             // The cell is stored before `published`, so it holds the
             // version `deliver` saw there, or a newer one. A full `Arc`,
@@ -132,6 +132,7 @@ impl<T> StoredCallback<T> {
             // Relaxed: deliverer-only (see `newest`). SeqCst for `removed`:
             // as in `remove`.
             if self.removed.load(SeqCst) || version <= self.newest.load(Relaxed) {
+                drop_caught(snapshot, panicked);
                 return;
             }
             self.newest.store(version, Relaxed);
@@ -139,7 +140,21 @@ impl<T> StoredCallback<T> {
             // commit, which has already happened. The panic hook still
             // reports it.
             let _ = panic::catch_unwind(AssertUnwindSafe(|| (self.callback)(&snapshot)));
+            drop_caught(snapshot, panicked);
         }
+    }
+}
+
+/// A caught panic, resumed by `notify` once every delivery is over.
+type Panic = Box<dyn std::any::Any + Send>;
+
+/// Drops `snapshot`, which may be the last owner of its value (newer
+/// commits evicted it): a `T::drop` that panics is caught and kept for
+/// `notify` to resume, so that it never leaves `delivering` set (which
+/// would silence the callback for good).
+fn drop_caught<T>(snapshot: Snapshot<T>, panicked: &mut Option<Panic>) {
+    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(snapshot))) {
+        panicked.get_or_insert(p);
     }
 }
 
@@ -331,9 +346,15 @@ impl<T> Shared<T> {
         }
         // The committed version is published; each callback gets it or a
         // newer one, from this thread or from the one delivering to it.
-        drop(committed);
+        // A snapshot's `T::drop` that panics reaches the committer, but only
+        // after every callback's delivery is over.
+        let mut panicked = None;
         for callback in callbacks {
-            callback.deliver(self);
+            callback.deliver(self, &mut panicked);
+        }
+        drop(committed);
+        if let Some(p) = panicked {
+            panic::resume_unwind(p);
         }
     }
 
