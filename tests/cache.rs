@@ -22,7 +22,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::{scaled, XorShift};
+use common::{cache_with_clock, scaled, XorShift};
 use unlocked::cache::{BuildError, Cache, RemovalCause};
 use unlocked::ManualClock;
 
@@ -102,14 +102,6 @@ impl RefCache {
         self.map.lock().unwrap().remove(&k);
         was
     }
-}
-
-fn cache_with_clock(capacity: usize, clock: &ManualClock) -> Cache<u64, u64> {
-    Cache::builder()
-        .max_capacity(capacity)
-        .clock(clock.clone())
-        .build()
-        .unwrap()
 }
 
 // ---------------------------------------------------------------------------

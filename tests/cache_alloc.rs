@@ -8,16 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::scaled;
-use unlocked::{Cache, ManualClock};
-
-fn cache_with_clock(capacity: usize, clock: &ManualClock) -> Cache<u64, u64> {
-    Cache::builder()
-        .max_capacity(capacity)
-        .clock(clock.clone())
-        .build()
-        .unwrap()
-}
+use common::{cache_with_clock, scaled};
+use unlocked::ManualClock;
 
 /// Counts this thread's allocations, to check that `get` allocates nothing.
 struct CountingAlloc;

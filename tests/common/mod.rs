@@ -692,3 +692,15 @@ impl std::task::Wake for FlagWaker {
         self.woken.store(true, SeqCst);
     }
 }
+
+/// A cache of `capacity` `u64` entries on `clock`.
+pub fn cache_with_clock(
+    capacity: usize,
+    clock: &unlocked::ManualClock,
+) -> unlocked::Cache<u64, u64> {
+    unlocked::Cache::builder()
+        .max_capacity(capacity)
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
