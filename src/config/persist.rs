@@ -2,11 +2,18 @@
 //!
 //! A commit writes `NAME.tmp.PID` in the file's own folder, `sync_all`s it,
 //! hard-links the current `NAME` to `NAME.bak` (through a temporary link
-//! renamed over the old backup, so the backup is always a whole file), renames
-//! the temp file over `NAME`, and `fsync`s the folder, all before the
-//! version is published. A crash at any point leaves `NAME` holding either
-//! the old or the new version: `rename` replaces the directory entry
-//! atomically, and the folder sync makes the rename durable.
+//! `NAME.tmp.PID.bak` renamed over the old backup, so the backup is always
+//! a whole file), renames the temp file over `NAME`, and `fsync`s the
+//! folder, all before the version is published. A crash at any point
+//! leaves `NAME` holding either the old or the new version: `rename`
+//! replaces the directory entry atomically, and the folder sync makes the
+//! rename durable.
+//!
+//! Temp names carry the process id, so processes never share one; within a
+//! process, file writes (and the removal of stale temp files at open) take
+//! [`FILE_WRITES`], so two stores on one file never write one temp file at
+//! once (found in review: one truncated the other's half-written temp
+//! file, whose rename then installed a torn file, or failed).
 //!
 //! The file holds `{"version": N, "config": ...}` (JSON), or `version = N`
 //! and a `[config]` table (TOML, feature `toml`, selected by a `.toml`
@@ -47,6 +54,20 @@ struct FileOut<'a, T> {
 struct FileIn<T> {
     version: u64,
     config: T,
+}
+
+/// Held while a process writes, links or renames any store's files, and
+/// while an open removes stale temp files: commits are rare and slow
+/// (`fsync`), so one lock for every store costs nothing measurable, and
+/// it covers a file reached by two different paths.
+static FILE_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`FILE_WRITES`] (poisoning ignored: it guards no data, only the
+/// temp names, and every path under it cleans up after itself).
+fn file_writes() -> std::sync::MutexGuard<'static, ()> {
+    FILE_WRITES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 type EncodeFn<T> = fn(&T, Version, Format) -> Result<Vec<u8>, String>;
@@ -263,10 +284,12 @@ impl<T> Persister<T> {
         )
     }
 
-    /// Removes temp files a crashed writer left: `NAME.tmp.bak` and
-    /// `NAME.tmp.PID` (digits only), nothing else (`NAME.tmpl` is the
-    /// user's).
+    /// Removes temp files a crashed writer left: `NAME.tmp.PID`,
+    /// `NAME.tmp.PID.bak` and (from earlier versions) `NAME.tmp.bak`, with
+    /// digits only for `PID`; nothing else (`NAME.tmpl` is the user's).
     fn remove_stale_temps(&self) -> Result<(), PersistError> {
+        // Another store of this process may be writing its temp file.
+        let _writes = file_writes();
         let mut prefix = self.name.clone();
         prefix.push(".tmp.");
         let prefix = prefix.to_string_lossy().into_owned();
@@ -277,8 +300,10 @@ impl<T> Persister<T> {
             let Some(suffix) = name.strip_prefix(&prefix) else {
                 continue;
             };
+            let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
             let ours = suffix == "bak"
-                || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()));
+                || digits(suffix)
+                || suffix.strip_suffix(".bak").is_some_and(digits);
             if ours {
                 let p = entry.path();
                 fs::remove_file(&p)
@@ -318,6 +343,7 @@ impl<T> Persister<T> {
             )
         })?;
         let temp = self.temp_path();
+        let _writes = file_writes();
         let result = self.replace_with(&temp, &bytes, previous);
         if result.is_err() {
             let _ = fs::remove_file(&temp);
@@ -414,7 +440,11 @@ impl<T> Persister<T> {
 
     /// Makes the current file the backup, atomically.
     fn keep_backup(&self) -> Result<(), PersistError> {
-        let link = sibling(&self.dir, &self.name, ".tmp.bak");
+        let link = sibling(
+            &self.dir,
+            &self.name,
+            &format!(".tmp.{}.bak", std::process::id()),
+        );
         let _ = fs::remove_file(&link);
         if fs::hard_link(&self.path, &link).is_err() {
             // No hard links here: a synced copy does the same, slower.

@@ -184,6 +184,8 @@ fn stale_temp_files_are_removed_at_open() {
     drop(ConfigStore::open(&path, app()).unwrap());
     fs::write(dir.path().join("app.json.tmp.12345"), "half").unwrap();
     fs::write(dir.path().join("app.json.tmp.bak"), "half").unwrap();
+    fs::write(dir.path().join("app.json.tmp.12345.bak"), "half").unwrap();
+    fs::write(dir.path().join("app.json.tmp.x.bak"), "the user's").unwrap();
     fs::write(dir.path().join("other.tmp.1"), "not ours").unwrap();
     fs::write(dir.path().join("app.json.tmpl"), "the user's").unwrap();
     fs::write(dir.path().join("app.json.tmp.notes"), "the user's").unwrap();
@@ -193,6 +195,7 @@ fn stale_temp_files_are_removed_at_open() {
         [
             "app.json",
             "app.json.tmp.notes",
+            "app.json.tmp.x.bak",
             "app.json.tmpl",
             "other.tmp.1"
         ]
@@ -557,4 +560,40 @@ fn a_commit_keeps_the_files_permissions() {
     bump(&store);
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "mode {mode:o}");
+}
+
+/// Two stores on one file in one process (two parts of a program that each
+/// open it): their commits race, and the file must never be torn or
+/// unreadable, nor a commit fail for the other's temp file. Before, both
+/// wrote `NAME.tmp.PID`: one truncated the other's half-written temp file,
+/// whose rename then installed a torn file (or failed: file not found).
+#[test]
+fn two_stores_on_one_file_never_tear_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    let a = ConfigStore::open(&path, app()).unwrap();
+    let b = ConfigStore::open(&path, app()).unwrap();
+    let big = "x".repeat(64 * 1024);
+    std::thread::scope(|s| {
+        for store in [&a, &b] {
+            let big = big.clone();
+            s.spawn(move || {
+                for i in 0..100 {
+                    store
+                        .update(|c| -> Result<(), ()> {
+                            c.counter += 1;
+                            c.name = format!("{i}{big}");
+                            Ok(())
+                        })
+                        .expect("a commit of one store is not broken by the other's");
+                }
+            });
+        }
+    });
+    // The file is whole: one of the two stores' last commits.
+    let (version, counter) = on_disk(&path);
+    assert_eq!((version, counter), (101, 100));
+    assert_eq!(names(dir.path()), ["app.json", "app.json.bak"]);
+    drop((a, b));
+    ConfigStore::open(&path, app()).expect("the file reopens");
 }
