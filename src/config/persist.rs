@@ -235,15 +235,42 @@ fn sync_dir(dir: &Path) -> Result<(), PersistError> {
     Ok(())
 }
 
+/// Links followed at most when resolving the store's path (as `ELOOP`).
+const MAX_LINKS: usize = 40;
+
+/// `path` with every symbolic link at its end followed, so that commits
+/// replace the file the link points at and the link stays a link: a
+/// configuration reached through a link (a deployment's shared file, a
+/// Kubernetes `ConfigMap` mount, a dotfile manager's) is updated where it
+/// lives instead of being replaced by a copy that nothing else reads. A
+/// dangling link resolves to where it points, so the file is created
+/// there.
+fn resolve_links(path: &Path) -> Result<PathBuf, PersistError> {
+    let mut resolved = path.to_owned();
+    for _ in 0..MAX_LINKS {
+        match fs::symlink_metadata(&resolved) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = fs::read_link(&resolved)
+                    .map_err(|e| PersistError::io(&resolved, "follow the link", e))?;
+                resolved = match resolved.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(resolved),
+        }
+    }
+    Err(PersistError::other(
+        PersistErrorKind::Io,
+        path,
+        format!("more than {MAX_LINKS} symbolic links to follow (a loop?)"),
+    ))
+}
+
 impl<T> Persister<T> {
     fn new<U: Serialize + DeserializeOwned>(path: &Path) -> Result<Persister<U>, PersistError> {
-        let name = path.file_name().map(OsString::from).ok_or_else(|| {
-            PersistError::other(PersistErrorKind::Io, path, "the path names no file".into())
-        })?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
+        // The format is the one the caller named (`app.toml` may link to a
+        // file with another name); the file written is the link's target.
         let format = match path.extension().and_then(|e| e.to_str()) {
             #[cfg(feature = "toml")]
             Some("toml") => Format::Toml,
@@ -256,6 +283,14 @@ impl<T> Persister<T> {
                 ))
             }
             _ => Format::Json,
+        };
+        let path = &resolve_links(path)?;
+        let name = path.file_name().map(OsString::from).ok_or_else(|| {
+            PersistError::other(PersistErrorKind::Io, path, "the path names no file".into())
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
         };
         Ok(Persister {
             path: path.to_owned(),
@@ -606,7 +641,8 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     /// (as version 1) when it is missing. Every later commit is written to
     /// it crash-safely before readers see it (see `docs/config.md`), and
     /// the previous file is kept as `NAME.bak`. Stale temp files from a
-    /// crashed writer are removed. JSON, or TOML for a `.toml` path with
+    /// crashed writer are removed. A symbolic link is followed: commits
+    /// write the file it points at, and the link stays. JSON, or TOML for a `.toml` path with
     /// feature `toml`.
     ///
     /// # Errors

@@ -597,3 +597,51 @@ fn two_stores_on_one_file_never_tear_it() {
     drop((a, b));
     ConfigStore::open(&path, app()).expect("the file reopens");
 }
+
+/// A file reached through a symbolic link (a shared file, a Kubernetes
+/// `ConfigMap` mount) is updated where it lives, and the link stays a
+/// link; before, the rename replaced the link with a copy that nothing
+/// else read, and the shared file never changed. Relative, chained and
+/// dangling links resolve too.
+#[cfg(unix)]
+#[test]
+fn a_linked_file_is_updated_through_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    let target = shared.join("app.json");
+    drop(ConfigStore::open(&target, app()).unwrap());
+    let link = dir.path().join("app.json");
+    std::os::unix::fs::symlink("shared/app.json", &link).unwrap();
+    let chain = dir.path().join("current.json");
+    std::os::unix::fs::symlink(&link, &chain).unwrap();
+
+    for path in [&link, &chain] {
+        let store = ConfigStore::open(path, app()).unwrap();
+        bump(&store);
+        assert!(fs::symlink_metadata(path).unwrap().file_type().is_symlink());
+    }
+    assert_eq!(on_disk(&target), (3, 2));
+    assert_eq!(names(&shared), ["app.json", "app.json.bak"]);
+    assert_eq!(names(dir.path()), ["app.json", "current.json", "shared"]);
+
+    // A dangling link: the file is created where it points.
+    let dangling = dir.path().join("new.json");
+    std::os::unix::fs::symlink("shared/new.json", &dangling).unwrap();
+    drop(ConfigStore::open(&dangling, app()).unwrap());
+    assert!(fs::symlink_metadata(&dangling)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(on_disk(&shared.join("new.json")), (1, 0));
+
+    // A loop is an error, not a hang.
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let err = ConfigStore::open(&a, app())
+        .err()
+        .expect("a link loop is refused");
+    assert!(err.to_string().contains("symbolic links"), "{err}");
+}
