@@ -1542,3 +1542,31 @@ fn a_settled_claim_used_again_after_a_reclaim_is_already_finished() {
         q.release(&second).unwrap();
     }
 }
+
+/// With a retry backoff, the `fail` of a claim whose lease ran out adds no
+/// wait whether or not the reaper came first (found in review: unreaped,
+/// it waited the backoff; reaped, it did not).
+#[test]
+fn a_fail_after_the_lease_ran_out_waits_the_same_reaped_or_not() {
+    fn run(reap: bool) -> (Option<Duration>, bool, u32) {
+        let clock = ManualClock::new();
+        let q = WorkQueue::builder()
+            .lease(Duration::from_secs(10))
+            .retry_backoff(RetryBackoff::fixed(Duration::from_secs(100)))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let id = q.add(1u32).unwrap();
+        let c = q.claim().unwrap();
+        clock.advance(Duration::from_secs(20));
+        if reap {
+            assert_eq!(q.reap_expired(), 1);
+        }
+        assert_eq!(q.fail(&c, "late"), Ok(ItemStatus::Pending));
+        let retry_at = q.get(id).unwrap().retry_at();
+        let again = q.claim().map(|c| c.attempts());
+        (retry_at, again.is_some(), again.unwrap_or(0))
+    }
+    assert_eq!(run(true), (None, true, 2));
+    assert_eq!(run(false), (None, true, 2));
+}

@@ -113,9 +113,9 @@ impl<T: Send + Sync + 'static> WorkQueueBuilder<T> {
     /// says until when), but it is in no pending order: once its time has
     /// come, the next [`claim`](WorkQueue::claim) or
     /// [`reap_expired`](WorkQueue::reap_expired) puts it at the tail of the
-    /// pending order. Only `fail` of a claim still holding its item backs
-    /// off; an expired lease (which already waited a lease) and a
-    /// [`release`](WorkQueue::release) do not.
+    /// pending order. Only `fail` of a claim still holding its item, within
+    /// its lease, backs off; an expired lease (which already waited a
+    /// lease, reaped or not) and a [`release`](WorkQueue::release) do not.
     ///
     /// # Examples
     /// ```

@@ -509,8 +509,8 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// first waits its delay, measured from now; meanwhile it reports
     /// [`Pending`](ItemStatus::Pending) (with
     /// [`retry_at`](ItemSnapshot::retry_at)), and this returns `Pending`.
-    /// A claim whose lease ran out and was reaped (its item is already
-    /// pending again) does not add a delay.
+    /// A claim whose lease ran out (reaped or not: it already waited a
+    /// lease) does not add a delay.
     ///
     /// # Errors
     /// As for [`complete`](Self::complete).
@@ -533,30 +533,42 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
         // User code (the conversion) and the pin, which may run deferred
         // drops, come before the state changes (see `add`).
         let reason: Arc<str> = reason.into();
+        // The clock only with a backoff (the one thing it decides).
+        let now = (!self.retry_backoff.is_none()).then(|| self.now());
         let _guard = epoch::pin();
         let max = self.max_attempts;
-        let not_before = (claim.attempts < max)
-            .then(|| self.not_before(claim.attempts))
-            .flatten();
-        let old = self.settle(claim, |s| match s.status() {
-            raw::PROCESSING if s.attempts() >= max => s.with(raw::FAILED, s.attempts()),
-            raw::PROCESSING if not_before.is_some() => {
-                // Relaxed: the CAS that follows (Release) publishes it with
-                // the DELAYED state. `fetch_max`, not a store: a claim that
-                // is refused after this can only lengthen the wait, never
-                // shorten it.
-                let nb = not_before.unwrap_or_default();
-                claim.item.not_before.fetch_max(nb, Relaxed);
-                s.with(raw::DELAYED, s.attempts())
+        let not_before = now
+            .filter(|_| claim.attempts < max)
+            .and_then(|now| self.not_before(claim.attempts, now));
+        // Set by the transition that chose to wait (it may run again if
+        // the compare-and-swap loses a race).
+        let mut waits = None;
+        let old = self.settle(claim, |s| {
+            waits = None;
+            match s.status() {
+                raw::PROCESSING if s.attempts() >= max => s.with(raw::FAILED, s.attempts()),
+                // A lease that ran out, reaped or not, already waited a
+                // lease: no delay, so the outcome does not depend on
+                // whether the reaper came first (found in review).
+                raw::PROCESSING if not_before.is_some() && !self.lease_over(claim, now) => {
+                    // Relaxed: the CAS that follows (Release) publishes it
+                    // with the DELAYED state. `fetch_max`, not a store: a
+                    // claim that is refused after this can only lengthen
+                    // the wait, never shorten it.
+                    let nb = not_before.unwrap_or_default();
+                    claim.item.not_before.fetch_max(nb, Relaxed);
+                    waits = not_before;
+                    s.with(raw::DELAYED, s.attempts())
+                }
+                raw::PROCESSING | raw::PENDING_EXPIRED => s.with(raw::PENDING, s.attempts()),
+                _ => s.with(raw::FAILED, s.attempts()),
             }
-            raw::PROCESSING | raw::PENDING_EXPIRED => s.with(raw::PENDING, s.attempts()),
-            _ => s.with(raw::FAILED, s.attempts()),
         })?;
         claim
             .item
             .set_last_error(claim.seq, RecordedBy::Claim, reason);
         let retry = old.status() == raw::PROCESSING && old.attempts() < max;
-        match not_before {
+        match waits {
             Some(nb) if retry => self.delayed(nb),
             _ if retry => self.enqueue(Arc::clone(&claim.item)),
             _ => {}
@@ -622,14 +634,22 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
         Ok(())
     }
 
-    /// When an item that failed attempt number `attempts` now may be
+    /// When an item that failed attempt number `attempts` at `now` may be
     /// claimed again; `None` without a retry backoff.
-    fn not_before(&self, attempts: u32) -> Option<u64> {
+    fn not_before(&self, attempts: u32, now: u64) -> Option<u64> {
         if self.retry_backoff.is_none() {
             return None;
         }
         let delay = self.retry_backoff.delay_nanos(attempts);
-        Some(self.now().saturating_add(delay))
+        Some(now.saturating_add(delay))
+    }
+
+    /// Whether the lease of `claim`'s item (which it holds, PROCESSING) ran
+    /// out by `now` (`None`: the clock was not read, so not known to be).
+    fn lease_over(&self, claim: &Claim<T>, now: Option<u64>) -> bool {
+        // Relaxed: as in `reap_one` (the state was read with Acquire).
+        let deadline = claim.item.deadline.load(Relaxed);
+        now.is_some_and(|now| deadline <= now && deadline != NEVER_EXPIRES)
     }
 
     /// An item just became DELAYED until `not_before`: lowers `next_due`

@@ -239,13 +239,13 @@ impl<T: Clone, C: Clock> RefWorkQueue<T, C> {
         let max = self.max_attempts;
         let reason: Arc<str> = Arc::from(reason);
         let mut new = ItemStatus::Pending;
-        let not_before = self
-            .delay(claim.attempts)
-            .map(|d| self.now().saturating_add(d));
+        let now = self.now();
+        let not_before = self.delay(claim.attempts).map(|d| now.saturating_add(d));
         self.settle(claim, |item, old| {
             item.status = match old {
                 St::Processing if item.attempts >= max => St::Failed { expired: false },
-                St::Processing if not_before.is_some() => {
+                // An expired lease (reaped or not) adds no wait.
+                St::Processing if not_before.is_some() && item.deadline > now => {
                     item.not_before = item.not_before.max(not_before.unwrap());
                     St::Delayed
                 }
