@@ -1570,3 +1570,27 @@ fn a_fail_after_the_lease_ran_out_waits_the_same_reaped_or_not() {
     assert_eq!(run(true), (None, true, 2));
     assert_eq!(run(false), (None, true, 2));
 }
+
+/// A claim settled with another queue of the same type is refused and
+/// changes nothing in either (found in review: `q2.fail(&c1)` put q1's
+/// item in q2's pending order, stranding it in q1).
+#[test]
+fn a_claim_of_another_queue_is_refused() {
+    let q1 = WorkQueue::<u32>::new();
+    let q2 = WorkQueue::<u32>::new();
+    let id = q1.add(1).unwrap();
+    q2.add(2).unwrap();
+    let c = q1.claim().unwrap();
+    assert_eq!(q2.fail(&c, "oops"), Err(WorkError::WrongQueue));
+    assert_eq!(q2.complete(&c), Err(WorkError::WrongQueue));
+    assert_eq!(q2.release(&c), Err(WorkError::WrongQueue));
+    assert!(WorkError::WrongQueue
+        .to_string()
+        .contains("another work queue"));
+    assert_eq!(q1.get(id).unwrap().status(), ItemStatus::Processing);
+    assert_eq!(q2.counts().pending, 1);
+    assert_eq!(*q2.claim().unwrap().data(), 2);
+    assert!(q2.claim().is_none());
+    q1.complete(&c).unwrap();
+    assert_eq!(q1.get(id).unwrap().status(), ItemStatus::Completed);
+}

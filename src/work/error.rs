@@ -72,6 +72,9 @@ pub enum WorkError {
     AlreadyFinished,
     /// The item was removed from the queue.
     Removed,
+    /// The claim was issued by another work queue: settle it with the
+    /// queue it came from.
+    WrongQueue,
 }
 
 impl fmt::Display for WorkError {
@@ -86,6 +89,10 @@ impl fmt::Display for WorkError {
                  each claim settles its item once"
             }
             WorkError::Removed => "the item was removed from the work queue",
+            WorkError::WrongQueue => {
+                "this claim was issued by another work queue; \
+                 settle it with the queue it came from"
+            }
         })
     }
 }

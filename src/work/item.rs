@@ -368,7 +368,9 @@ impl StatusCounts {
 /// A worker's hold on one item, from [`claim`](super::WorkQueue::claim).
 ///
 /// Settle it with [`complete`](super::WorkQueue::complete),
-/// [`fail`](super::WorkQueue::fail) or [`release`](super::WorkQueue::release).
+/// [`fail`](super::WorkQueue::fail) or [`release`](super::WorkQueue::release)
+/// of the queue that issued it (another queue refuses it with
+/// [`WorkError::WrongQueue`](super::WorkError::WrongQueue)).
 /// Dropping a claim without settling it leaves the item processing until
 /// [`reap_expired`](super::WorkQueue::reap_expired) finds its lease over.
 /// The accessors show the item as it was when claimed.
@@ -384,6 +386,8 @@ impl StatusCounts {
 /// q.complete(&claim).unwrap();
 /// ```
 pub struct Claim<T> {
+    /// The number of the queue that issued it.
+    pub(crate) queue: u64,
     pub(crate) item: Arc<Item<T>>,
     pub(crate) seq: u32,
     pub(crate) attempts: u32,

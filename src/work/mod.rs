@@ -186,6 +186,9 @@ pub struct WorkQueue<T> {
     clock: Arc<dyn Clock>,
     closed: AtomicBool,
     waiters: Waiters,
+    /// This queue's process-unique number, carried by its claims: a claim
+    /// of another queue is refused ([`WorkError::WrongQueue`]).
+    id: u64,
 }
 
 impl<T: Send + Sync + 'static> Default for WorkQueue<T> {
@@ -237,6 +240,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
             clock: b.clock,
             closed: AtomicBool::new(false),
             waiters: Waiters::default(),
+            id: crate::sync::unique_id(),
         }
     }
 
@@ -383,6 +387,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
             match item.cas(state, new) {
                 Ok(()) => {
                     return Some(Claim {
+                        queue: self.id,
                         last_error: item.last_error_before_claim(new.seq()),
                         item,
                         seq: new.seq(),
@@ -485,7 +490,8 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// # Errors
     /// [`WorkError::StaleClaim`] if the lease ran out and the item was
     /// claimed again; [`WorkError::AlreadyFinished`] if this claim already
-    /// settled it; [`WorkError::Removed`] if it was removed.
+    /// settled it; [`WorkError::Removed`] if it was removed;
+    /// [`WorkError::WrongQueue`] if another queue issued the claim.
     ///
     /// # Examples
     /// ```
@@ -747,6 +753,12 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
         claim: &Claim<T>,
         mut next: impl FnMut(State) -> State,
     ) -> Result<State, WorkError> {
+        // A claim of another queue: its item is not in this queue's table
+        // or pending order, and settling it here would strand it there
+        // (found in review: `fail` put it in this queue's pending order).
+        if claim.queue != self.id {
+            return Err(WorkError::WrongQueue);
+        }
         let item = &claim.item;
         let mut state = item.state();
         loop {
