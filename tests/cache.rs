@@ -1925,3 +1925,34 @@ fn an_unstored_loaded_value_whose_drop_panics_loses_no_notice() {
         "every expiration told"
     );
 }
+
+/// An entry both expired on arrival (a zero TTL) and heavier than the
+/// cache's weight bound counts as an expiration, as every expired entry
+/// does wherever it is dropped (found in review: the weight check came
+/// first and counted an eviction).
+#[test]
+fn an_entry_expired_on_arrival_and_too_heavy_counts_as_an_expiration() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let notices = Arc::clone(&log);
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(4)
+        .max_weight(5)
+        .weigher(|_, v: &u64| *v as u32)
+        .clock(ManualClock::new())
+        .eviction_listener(move |k: &u64, v: &u64, cause| {
+            notices.lock().unwrap().push((*k, *v, cause));
+        })
+        .build()
+        .unwrap();
+    cache.insert_with_ttl(1, 9, Duration::ZERO);
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.inserts, stats.expirations, stats.evictions),
+        (1, 1, 0)
+    );
+    assert_eq!(*log.lock().unwrap(), [(1, 9, RemovalCause::Expired)]);
+    // Too heavy but live: still an eviction.
+    cache.insert(2, 9);
+    assert_eq!(cache.stats().evictions, 1);
+    assert_eq!(cache.get(&2), None);
+}

@@ -135,7 +135,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///   listener sees the new value as `Evicted`. If the key was resident,
     ///   its old value leaves as an update (`Replaced`) and the new one is
     ///   turned away as `Evicted`: afterwards the key is absent. Either way
-    ///   the value is dropped once, and nothing panics.
+    ///   the value is dropped once, and nothing panics. (An entry that is
+    ///   also expired on arrival, a zero TTL, counts as an expiration and
+    ///   is shown as `Expired` instead: expirations are counted wherever an
+    ///   expired entry is dropped.)
     /// - A weight of 0 is allowed: such entries are bounded by
     ///   `max_capacity` alone.
     ///

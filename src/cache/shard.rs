@@ -356,17 +356,20 @@ impl<K: Eq + 'static, V: 'static> Shard<K, V> {
             }
         }
         let entry = w.boxed(entry);
+        // Expired on arrival (a zero TTL, or a clock that moved): never
+        // visible, so it must not evict a live entry to make room (found in
+        // review: a zero-TTL insert into a full cache pushed one out).
+        // Checked before the weight: an expired entry counts as an
+        // expiration wherever it is dropped (DESIGN), also when it is too
+        // heavy (found in review: it counted as an eviction).
+        if entry.expires != NEVER && ctx.expired(&entry) {
+            self.turn_away(&mut w, table, probe, entry, RemovalCause::Expired, ctx);
+            return (node, None);
+        }
         // Predictable: without a weigher every entry weighs 1 and the
         // shard's share is at least 1.
         if u64::from(entry.weight) > self.max_weight {
             self.turn_away(&mut w, table, probe, entry, RemovalCause::Evicted, ctx);
-            return (node, None);
-        }
-        // Expired on arrival (a zero TTL, or a clock that moved): never
-        // visible, so it must not evict a live entry to make room (found in
-        // review: a zero-TTL insert into a full cache pushed one out).
-        if entry.expires != NEVER && ctx.expired(&entry) {
-            self.turn_away(&mut w, table, probe, entry, RemovalCause::Expired, ctx);
             return (node, None);
         }
         if let Probe::Found(i, old) = probe {
