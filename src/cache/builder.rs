@@ -263,6 +263,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// panic in it propagates into the operation once the cache's state is
     /// consistent and every other notice of the operation was delivered
     /// (`clear` and `cleanup_expired` still go through every shard).
+    /// Dropping the cache notifies nothing: the entries still resident are
+    /// dropped with it, as a `HashMap`'s are (call
+    /// [`clear`](super::Cache::clear) first to see each one as `Removed`).
     ///
     /// # Examples
     /// ```

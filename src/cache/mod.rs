@@ -1,7 +1,11 @@
 //! [`Cache`]: a sharded, bounded, concurrent cache whose reads take no lock.
 //!
-//! - `get` is lock-free and allocation-free; on a hit the only shared write
-//!   is a saturating frequency bump, skipped once the counter is saturated.
+//! - `get` is lock-free and allocation-free; on a hit the only write to
+//!   the entry is a saturating frequency bump, skipped once the counter is
+//!   saturated. The hit is also counted for [`Cache::stats`], in a
+//!   statistics stripe of the calling thread's (on a line of its own, two
+//!   stripes a core: shared with another thread only when more threads
+//!   read than that).
 //! - Writers to one shard are serialised by the shard's lock, which also
 //!   owns the eviction policy; capacity is strict per shard (entries are
 //!   evicted before the newcomer is published), so `len()` never exceeds
