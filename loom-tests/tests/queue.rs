@@ -379,11 +379,20 @@ fn unbounded_refused_push_stays_refused() {
         q.push(1).unwrap();
         let appender = spawn_with(&q, |q| q.push(2).is_ok());
         let closer = spawn_with(&q, |q| q.close());
-        let pusher = spawn_with(&q, |q| (q.push(3).is_ok(), q.push(4).is_ok()));
+        let pusher = spawn_with(&q, |q| {
+            let a3 = q.push(3).is_ok();
+            (a3, q.is_closed(), q.push(4).is_ok())
+        });
         let a2 = appender.join().unwrap();
         closer.join().unwrap();
-        let (a3, a4) = pusher.join().unwrap();
+        let (a3, closed_after_a3, a4) = pusher.join().unwrap();
         assert!(a3 || !a4, "push(3) refused, then push(4) accepted");
+        // A refusal says the queue is closed, and so does `is_closed` from
+        // then on, also while `close` is still in flight (found in review).
+        assert!(
+            a3 || closed_after_a3,
+            "push(3) refused, then is_closed() false"
+        );
         let accepted: Vec<u32> = [(2, a2), (3, a3), (4, a4)]
             .into_iter()
             .filter(|&(_, ok)| ok)

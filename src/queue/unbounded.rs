@@ -258,10 +258,15 @@ impl<T> UnboundedQueue<T> {
     }
 
     /// A push met a closed segment: finishes sealing the queue (a `close`
-    /// may still be in flight), then hands `value` back.
+    /// may still be in flight), sets the closed flag as `close` would, so
+    /// that `is_closed` agrees with the refusal from now on (found in
+    /// review: a refused push could then see `is_closed()` false), and
+    /// hands `value` back. `close` itself still wakes the waiters.
     #[cold]
     fn refuse(&self, value: T, guard: &Guard) -> PushError<T> {
         self.seal(guard);
+        // SeqCst: as in `close`: set once no push can land any more.
+        self.closed.store(true, SeqCst);
         PushError::Closed(value)
     }
 
