@@ -293,6 +293,10 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         // (and unwind): a rejected draft's `T::drop` is user code, which
         // may call a locking method of this store.
         let mut draft_slot: Option<T> = None;
+        // The value a persisted commit reads back from its encoding: the
+        // same (see `Persister::write`).
+        #[cfg(feature = "persist")]
+        let mut read_back: Option<T> = None;
         let mut writer = lock(&self.shared.writer);
         let current = Arc::clone(&writer.current);
         if let Some(expected) = expected {
@@ -313,7 +317,12 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         #[cfg(feature = "persist")]
         if let Some(persister) = writer.persister.as_mut() {
             persister
-                .write(draft, version, Some((current.value(), current.version())))
+                .write(
+                    draft,
+                    version,
+                    Some((current.value(), current.version())),
+                    &mut read_back,
+                )
                 .map_err(UpdateError::Persist)?;
         }
         let draft = draft_slot.take().expect("inserted above");

@@ -1,9 +1,10 @@
 //! Crash-safe persistence (feature `persist`).
 //!
 //! A commit writes `NAME.tmp.PID` in the file's own folder, `sync_all`s it,
-//! hard-links the current `NAME` to `NAME.bak` (through a temporary link
-//! `NAME.tmp.PID.bak` renamed over the old backup, so the backup is always
-//! a whole file), renames the temp file over `NAME`, and `fsync`s the
+//! hard-links the current `NAME` to `NAME.tmp.PID.bak` (if it still holds
+//! what the store last wrote or read), renames the temp file over `NAME`,
+//! then renames the link over `NAME.bak` (so the backup is always a whole
+//! file, and changes only once the commit is in place), and `fsync`s the
 //! folder, all before the version is published. A crash at any point
 //! leaves `NAME` holding either the old or the new version: `rename`
 //! replaces the directory entry atomically, and the folder sync makes the
@@ -86,6 +87,20 @@ pub(crate) struct Persister<T> {
     /// `false` after a failed reload: the file on disk is not one we
     /// wrote, so it must not become the backup.
     main_is_good: bool,
+    /// A digest of the bytes the file held when this store last wrote or
+    /// read it: a commit makes the file the backup only if it still holds
+    /// them, so a file damaged from outside never replaces a good backup
+    /// (found in review: garbage written over the file became `NAME.bak`).
+    known: Option<u64>,
+}
+
+/// A digest of a file's bytes (`DefaultHasher::new` is keyed the same in
+/// every process run, which is all a comparison within one store needs).
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 fn encode<T: Serialize>(value: &T, version: Version, format: Format) -> Result<Vec<u8>, String> {
@@ -218,6 +233,16 @@ fn sibling(dir: &Path, name: &OsString, suffix: &str) -> PathBuf {
     dir.join(n)
 }
 
+/// `fs::rename`, for the commit's replacement of the file (a test can make
+/// it fail).
+fn rename_file(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    if tests::FAIL_RENAME.with(std::cell::Cell::get) {
+        return Err(io::Error::other("rename failed (injected by a test)"));
+    }
+    fs::rename(from, to)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), PersistError> {
     #[cfg(test)]
     if tests::FAIL_DIR_SYNC.with(std::cell::Cell::get) {
@@ -300,6 +325,7 @@ impl<T> Persister<T> {
             encode: encode::<U>,
             decode: decode::<U>,
             main_is_good: true,
+            known: None,
         })
     }
 
@@ -348,26 +374,34 @@ impl<T> Persister<T> {
         Ok(())
     }
 
-    fn read(&self, path: &Path) -> Result<(Version, T), PersistError> {
+    /// The version and value in the file at `path`, and the digest of its
+    /// bytes.
+    fn read(&self, path: &Path) -> Result<(Version, T, u64), PersistError> {
         let bytes = fs::read(path).map_err(|e| PersistError::io(path, "read the file", e))?;
-        (self.decode)(path, &bytes, self.format)
+        let (version, value) = (self.decode)(path, &bytes, self.format)?;
+        Ok((version, value, digest(&bytes)))
     }
 
     /// Writes `value` as `version`, crash-safely (see the module docs).
     /// `previous` is the version memory keeps if this write fails (`None`
-    /// when there is none yet): see [`put_back`](Self::put_back).
+    /// when there is none yet): see [`put_back`](Self::put_back). The
+    /// value read back from the encoded bytes is left in `read_back`, for
+    /// the caller to drop once it has released its locks: its `T::drop` is
+    /// user code, which may call the store (found in review: dropped here,
+    /// under the writer lock, such a drop deadlocked every commit).
     pub(crate) fn write(
         &mut self,
         value: &T,
         version: Version,
         previous: Option<(&T, Version)>,
+        read_back: &mut Option<T>,
     ) -> Result<(), PersistError> {
         let bytes = (self.encode)(value, version, self.format)
             .map_err(|e| PersistError::other(PersistErrorKind::Encode, &self.path, e))?;
         // A value the format cannot read back (serde_json writes NaN and
         // the infinities as `null`) must not be acknowledged: the next
         // open would refuse the file (found in review).
-        (self.decode)(&self.path, &bytes, self.format).map_err(|e| {
+        let (_, decoded) = (self.decode)(&self.path, &bytes, self.format).map_err(|e| {
             PersistError::other(
                 PersistErrorKind::Encode,
                 &self.path,
@@ -377,6 +411,7 @@ impl<T> Persister<T> {
                 ),
             )
         })?;
+        *read_back = Some(decoded);
         let temp = self.temp_path();
         let _writes = file_writes();
         let result = self.replace_with(&temp, &bytes, previous);
@@ -405,23 +440,54 @@ impl<T> Persister<T> {
         file.sync_all()
             .map_err(|e| PersistError::io(temp, "sync", e))?;
         drop(file);
-        let backed_up = self.main_is_good && self.path.exists();
-        if backed_up {
-            self.keep_backup()?;
+        // The backup is linked first but renamed over `NAME.bak` only once
+        // the new file is in place: a commit that fails before that leaves
+        // the old backup as it was (found in review: a failed rename had
+        // already replaced it).
+        let link = if self.main_is_good && self.file_is_known() {
+            Some(self.link_backup()?)
+        } else {
+            None
+        };
+        if let Err(e) = rename_file(temp, &self.path) {
+            if let Some(link) = &link {
+                let _ = fs::remove_file(link);
+            }
+            return Err(PersistError::io(&self.path, "replace the file", e));
         }
-        fs::rename(temp, &self.path)
-            .map_err(|e| PersistError::io(&self.path, "replace the file", e))?;
+        if let Some(link) = &link {
+            let backup = self.backup_path();
+            if let Err(e) = fs::rename(link, &backup) {
+                // The new file is in place but its predecessor could not
+                // be kept: put the predecessor back (the link holds it) and
+                // refuse the commit, which then changed nothing.
+                if fs::rename(link, &self.path).is_ok() {
+                    let _ = sync_dir(&self.dir);
+                } else {
+                    let _ = fs::remove_file(link);
+                }
+                return Err(PersistError::io(&backup, "keep the backup", e));
+            }
+        }
         if let Err(e) = sync_dir(&self.dir) {
             // The caller reports the commit as failed and keeps the old
             // version in memory: put the old file back so that the file
             // agrees (best effort: the folder is failing), rather than
             // leave the refused version to be numbered again by the next
             // commit (found in review).
-            self.put_back(backed_up, previous);
+            self.put_back(link.is_some(), previous);
             return Err(e);
         }
         self.main_is_good = true;
+        self.known = Some(digest(bytes));
         Ok(())
+    }
+
+    /// Whether the file still holds what this store last wrote or read (a
+    /// missing file, or one changed from outside since, does not).
+    fn file_is_known(&self) -> bool {
+        self.known
+            .is_some_and(|known| fs::read(&self.path).is_ok_and(|b| digest(&b) == known))
     }
 
     /// After a refused write whose rename went through: makes the file say
@@ -473,8 +539,9 @@ impl<T> Persister<T> {
         }
     }
 
-    /// Makes the current file the backup, atomically.
-    fn keep_backup(&self) -> Result<(), PersistError> {
+    /// Links (or copies) the current file to `NAME.tmp.PID.bak`, the
+    /// backup to be: renamed over `NAME.bak` once the commit is in place.
+    fn link_backup(&self) -> Result<PathBuf, PersistError> {
         let link = sibling(
             &self.dir,
             &self.name,
@@ -490,12 +557,7 @@ impl<T> Persister<T> {
                     PersistError::io(&link, "copy the backup", e)
                 })?;
         }
-        let backup = self.backup_path();
-        // A refused commit leaves no temp file behind (found in review).
-        fs::rename(&link, &backup).map_err(|e| {
-            let _ = fs::remove_file(&link);
-            PersistError::io(&backup, "keep the backup", e)
-        })
+        Ok(link)
     }
 }
 
@@ -561,19 +623,26 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
         let mut persister = Persister::<T>::new::<T>(path).map_err(OpenError::Persist)?;
         persister.remove_stale_temps().map_err(OpenError::Persist)?;
         let (current, recovered) = match self.load_file(&persister, path) {
-            Ok(Some(found)) => (found, None),
-            Ok(None) => {
-                validate_with(&self.validators, &self.initial).map_err(|error| {
-                    OpenError::Invalid {
-                        path: path.to_owned(),
-                        error,
-                    }
-                })?;
-                persister
-                    .write(&self.initial, Version::INITIAL, None)
-                    .map_err(OpenError::Persist)?;
-                ((Version::INITIAL, self.initial.clone()), None)
+            Ok(Some((version, value, known))) => {
+                persister.known = Some(known);
+                ((version, value), None)
             }
+            // A missing file whose backup is good: `open_or_recover` takes
+            // the backup, where creating the default would have let the
+            // first commit replace that good backup with it (found in
+            // review). With no good backup, the default as before.
+            Ok(None) if recover && persister.backup_path().exists() => {
+                let missing = OpenError::Persist(PersistError::io(
+                    path,
+                    "read",
+                    io::Error::from(io::ErrorKind::NotFound),
+                ));
+                match self.recover(&mut persister, missing) {
+                    Ok((found, why)) => (found, Some(why)),
+                    Err(_) => (self.create(&mut persister, path)?, None),
+                }
+            }
+            Ok(None) => (self.create(&mut persister, path)?, None),
             Err(error) if recover => {
                 let found = self.recover(&mut persister, error)?;
                 (found.0, Some(found.1))
@@ -586,23 +655,39 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
         Ok((store, recovered))
     }
 
-    /// The file's version and value, validated; `None` when it is missing.
+    /// Writes the initial value as version 1 of a missing file.
+    fn create(&self, persister: &mut Persister<T>, path: &Path) -> Result<(Version, T), OpenError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        validate_with(&self.validators, &self.initial).map_err(|error| OpenError::Invalid {
+            path: path.to_owned(),
+            error,
+        })?;
+        persister
+            .write(&self.initial, Version::INITIAL, None, &mut None)
+            .map_err(OpenError::Persist)?;
+        Ok((Version::INITIAL, self.initial.clone()))
+    }
+
+    /// The file's version and value, validated, and the digest of its
+    /// bytes; `None` when it is missing.
     fn load_file(
         &self,
         persister: &Persister<T>,
         path: &Path,
-    ) -> Result<Option<(Version, T)>, OpenError> {
+    ) -> Result<Option<(Version, T, u64)>, OpenError> {
         match fs::metadata(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(OpenError::Persist(PersistError::io(path, "read", e))),
             Ok(_) => {}
         }
-        let (version, value) = persister.read(path).map_err(OpenError::Persist)?;
+        let (version, value, known) = persister.read(path).map_err(OpenError::Persist)?;
         validate_with(&self.validators, &value).map_err(|error| OpenError::Invalid {
             path: path.to_owned(),
             error,
         })?;
-        Ok(Some((version, value)))
+        Ok(Some((version, value, known)))
     }
 
     /// The main file is bad: take the backup, set the bad file aside as
@@ -613,7 +698,7 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
         error: OpenError,
     ) -> Result<((Version, T), OpenError), OpenError> {
         let backup = persister.backup_path();
-        let Ok(Some((version, value))) = self.load_file(persister, &backup) else {
+        let Ok(Some((version, value, _))) = self.load_file(persister, &backup) else {
             return Err(error);
         };
         // The bad file is copied aside, not moved: the file must exist at
@@ -621,16 +706,19 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
         // the next open would ignore and the next commit overwrite (found
         // in review). The backup's contents then replace it by the usual
         // atomic rename, which leaves the backup as it is.
-        let aside = sibling(&persister.dir, &persister.name, ".corrupt");
-        let _ = fs::remove_file(&aside);
-        fs::hard_link(&persister.path, &aside)
-            .or_else(|_| fs::copy(&persister.path, &aside).map(|_| ()))
-            .map_err(|e| {
-                OpenError::Persist(PersistError::io(&aside, "set the bad file aside", e))
-            })?;
+        // (A missing file has nothing to set aside.)
+        if persister.path.exists() {
+            let aside = sibling(&persister.dir, &persister.name, ".corrupt");
+            let _ = fs::remove_file(&aside);
+            fs::hard_link(&persister.path, &aside)
+                .or_else(|_| fs::copy(&persister.path, &aside).map(|_| ()))
+                .map_err(|e| {
+                    OpenError::Persist(PersistError::io(&aside, "set the bad file aside", e))
+                })?;
+        }
         persister.main_is_good = false;
         persister
-            .write(&value, version, None)
+            .write(&value, version, None, &mut None)
             .map_err(OpenError::Persist)?;
         Ok(((version, value), error))
     }
@@ -680,9 +768,10 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     }
 
     /// Like [`open`](Self::open), but when the file is corrupt or invalid,
-    /// falls back to the backup `NAME.bak`: the bad file is set aside as
-    /// `NAME.corrupt` and the backup's contents become the file. Returns
-    /// the error that made it fall back, if any.
+    /// or missing while a good backup exists, falls back to the backup
+    /// `NAME.bak`: a bad file is set aside as `NAME.corrupt` and the
+    /// backup's contents become the file. Returns the error that made it
+    /// fall back, if any.
     ///
     /// # Errors
     /// The file's error when the backup is missing or bad too.
@@ -738,6 +827,7 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     pub fn reload(&self) -> Result<Version, UpdateError<std::convert::Infallible>> {
         // Before the lock, so dropped after it (see `commit`).
         let mut value_slot: Option<T> = None;
+        let mut read_back: Option<T> = None;
         let mut writer = lock(&self.shared.writer);
         let Some(persister) = writer.persister.as_mut() else {
             return Err(UpdateError::Persist(PersistError::other(
@@ -751,12 +841,14 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         // validator that panics must leave it so too, or the next commit
         // would keep the refused file as the backup.
         persister.main_is_good = false;
-        let (_, value) = persister.read(&path).map_err(UpdateError::Persist)?;
+        let (_, value, known) = persister.read(&path).map_err(UpdateError::Persist)?;
         let value = value_slot.insert(value);
         if let Err(e) = self.shared.validate(value) {
             return Err(UpdateError::Invalid(e));
         }
         persister.main_is_good = true;
+        // The outside edit, now accepted, is what the next backup keeps.
+        persister.known = Some(known);
         let version = writer
             .current
             .version()
@@ -765,7 +857,12 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
         let current = Arc::clone(&writer.current);
         let persister = writer.persister.as_mut().expect("checked above");
         persister
-            .write(value, version, Some((current.value(), current.version())))
+            .write(
+                value,
+                version,
+                Some((current.value(), current.version())),
+                &mut read_back,
+            )
             .map_err(UpdateError::Persist)?;
         let value = value_slot.take().expect("inserted above");
         let committed = Arc::new(Committed::new(version, value));
@@ -787,6 +884,36 @@ pub(super) mod tests {
     thread_local! {
         /// Makes `sync_dir` fail on this thread (fault injection).
         pub(crate) static FAIL_DIR_SYNC: Cell<bool> = const { Cell::new(false) };
+        /// Makes the commit's rename over the file fail on this thread.
+        pub(crate) static FAIL_RENAME: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// A commit whose rename over the file fails changes nothing: not the
+    /// file, not memory, and not the backup (found in review: the backup
+    /// was taken before the rename, so a failed commit replaced it).
+    #[test]
+    fn a_failed_rename_leaves_the_backup_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.json");
+        let backup = dir.path().join("n.json.bak");
+        let store = ConfigStore::open(&path, 1u32).unwrap();
+        set(&store, 2).unwrap();
+        set(&store, 3).unwrap();
+        let (file, bak) = (fs::read(&path).unwrap(), fs::read(&backup).unwrap());
+        FAIL_RENAME.with(|f| f.set(true));
+        let result = set(&store, 4);
+        FAIL_RENAME.with(|f| f.set(false));
+        assert!(matches!(result, Err(UpdateError::Persist(_))), "{result:?}");
+        assert_eq!(*store.load(), 3);
+        assert_eq!(fs::read(&path).unwrap(), file);
+        assert_eq!(fs::read(&backup).unwrap(), bak, "the backup changed");
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["n.json", "n.json.bak"]);
+        assert_eq!(set(&store, 5).unwrap(), 4);
     }
 
     /// Commits `n` to `store`.
