@@ -168,7 +168,12 @@ const MIN_RECHECK: Duration = Duration::from_millis(1);
 /// ```
 pub struct WorkQueue<T> {
     table: Table<T>,
-    pending: UnboundedQueue<Arc<Item<T>>>,
+    /// Ids of the items that became pending, oldest first. Ids, not the
+    /// items: a removed item's entry then holds nothing of it (its data is
+    /// dropped as soon as it is removed), and a claim skips the entry when
+    /// the table no longer has the id (found in review: entries that held
+    /// the item kept every removed item alive until a claim came by).
+    pending: UnboundedQueue<ItemId>,
     /// Items added so far; each add's number orders `snapshot`.
     added: CachePadded<AtomicU64>,
     /// Items removed so far, striped by thread so that workers that each
@@ -316,7 +321,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
         let seq = self.added.fetch_add(1, Relaxed);
         let item = self.table.insert(|id| Arc::new(Item::new(id, data, seq)));
         let id = item.id;
-        self.enqueue(item);
+        self.enqueue(&item);
         Ok(id)
     }
 
@@ -336,8 +341,8 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     }
 
     /// Puts a pending item at the tail and wakes one waiting worker.
-    fn enqueue(&self, item: Arc<Item<T>>) {
-        if self.pending.push(item).is_err() {
+    fn enqueue(&self, item: &Item<T>) {
+        if self.pending.push(item.id).is_err() {
             unreachable!("the pending order is never closed");
         }
         // The push is a SeqCst publish, as the waiter protocol requires.
@@ -362,10 +367,15 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
         // Pinned first, and the clock read before an entry is popped: a
         // deferred drop run by a pin, or a user clock, that panics must not
         // find an entry popped or an item claimed with no `Claim` returned.
-        let _guard = epoch::pin();
+        let guard = epoch::pin();
         let now = self.now();
         self.promote_due(now);
-        while let Some(item) = self.pending.pop() {
+        while let Some(id) = self.pending.pop() {
+            // A removed item's entry (its id is gone from the table) is
+            // skipped, like one whose item is no longer pending.
+            let Some(item) = self.table.get(id, &guard) else {
+                continue;
+            };
             if let Some(claim) = self.try_claim(item, now) {
                 return Some(claim);
             }
@@ -582,7 +592,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
         let retry = old.status() == raw::PROCESSING && old.attempts() < max;
         match waits {
             Some(nb) if retry => self.delayed(nb),
-            _ if retry => self.enqueue(Arc::clone(&claim.item)),
+            _ if retry => self.enqueue(&claim.item),
             _ => {}
         }
         let pending = retry || old.status() == raw::PENDING_EXPIRED;
@@ -640,7 +650,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
                     .set_last_error(claim.seq, RecordedBy::Reaper, Arc::from(LEASE_EXPIRED));
             }
             if !(expired && old.attempts() >= max) {
-                self.enqueue(Arc::clone(&claim.item));
+                self.enqueue(&claim.item);
             }
         }
         Ok(())
@@ -738,7 +748,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
             .cas(state, state.with(raw::PENDING, state.attempts()))
             .is_ok()
         {
-            self.enqueue(Arc::clone(item));
+            self.enqueue(item);
         }
         false
     }
@@ -870,7 +880,7 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
                 Ok(()) => {
                     item.set_last_error(state.seq(), RecordedBy::Reaper, Arc::from(LEASE_EXPIRED));
                     if !dead {
-                        self.enqueue(Arc::clone(item));
+                        self.enqueue(item);
                     }
                     return true;
                 }
