@@ -103,11 +103,58 @@ fn digest(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// Where `value` holds a NaN or an infinity (a path such as
+/// `config.limits.burst`), which JSON cannot store: serde_json writes
+/// `null`, which reads back as an error, or, inside an `Option`, as `None`
+/// (found in review: an update to `Some(NaN)` was acknowledged and came
+/// back as `None` after a reopen). Walks a `serde_value` copy of it, which
+/// keeps floats as they are.
+fn non_finite_at<T: Serialize>(value: &T) -> Option<String> {
+    use serde_value::Value;
+    fn walk(value: &Value, path: &mut String) -> bool {
+        let len = path.len();
+        let found = match value {
+            Value::F32(f) => !f.is_finite(),
+            Value::F64(f) => !f.is_finite(),
+            Value::Option(Some(v)) | Value::Newtype(v) => walk(v, path),
+            Value::Seq(items) => items.iter().enumerate().any(|(i, v)| {
+                path.truncate(len);
+                path.push_str(&format!("[{i}]"));
+                walk(v, path)
+            }),
+            Value::Map(entries) => entries.iter().any(|(k, v)| {
+                path.truncate(len);
+                match k {
+                    Value::String(k) => path.push_str(&format!(".{k}")),
+                    _ => path.push_str(".(key)"),
+                }
+                walk(k, path) || walk(v, path)
+            }),
+            _ => false,
+        };
+        if !found {
+            path.truncate(len);
+        }
+        found
+    }
+    let value = serde_value::to_value(value).ok()?;
+    let mut path = String::from("config");
+    walk(&value, &mut path).then_some(path)
+}
+
 fn encode<T: Serialize>(value: &T, version: Version, format: Format) -> Result<Vec<u8>, String> {
     let out = FileOut {
         version: version.get(),
         config: value,
     };
+    if format == Format::Json {
+        if let Some(at) = non_finite_at(value) {
+            return Err(format!(
+                "field `{at}` is NaN or infinite, which JSON cannot store \
+                 (it would be written as null), so nothing was written"
+            ));
+        }
+    }
     match format {
         Format::Json => serde_json::to_vec_pretty(&out)
             .map(|mut v| {

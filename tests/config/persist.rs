@@ -762,3 +762,54 @@ fn a_drop_that_calls_the_store_does_not_deadlock_a_persisted_commit() {
         .expect("a persisted commit deadlocked on a T::drop that calls the store");
     assert_eq!(result, (Some(2), Some(3)));
 }
+
+/// A NaN or an infinity anywhere in the value (inside an `Option`, a list,
+/// a map) is refused with a `PersistErrorKind::Encode` that names the
+/// field (found in review: `Some(NaN)` was written as `null`, acknowledged,
+/// and read back as `None` after a reopen).
+#[test]
+fn a_nan_anywhere_in_the_value_is_refused_and_named() {
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct Limits {
+        burst: Option<f64>,
+        steps: Vec<f32>,
+        per_route: std::collections::BTreeMap<String, f64>,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limits.json");
+    let store = ConfigStore::open(&path, Limits::default()).unwrap();
+    let cases: [(&str, fn(&mut Limits)); 3] = [
+        ("config.burst", |l| l.burst = Some(f64::NAN)),
+        ("config.steps[1]", |l| l.steps = vec![1.0, f32::INFINITY]),
+        ("config.per_route.api", |l| {
+            l.per_route.insert("api".into(), f64::NEG_INFINITY);
+        }),
+    ];
+    for (field, make_bad) in cases {
+        let err = store
+            .update(|l| -> Result<(), String> {
+                make_bad(l);
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, UpdateError::Persist(e) if e.kind() == PersistErrorKind::Encode),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+    assert_eq!(store.load().version().get(), 1);
+    store
+        .update(|l| -> Result<(), ()> {
+            l.burst = Some(2.5);
+            l.steps = vec![0.5];
+            Ok(())
+        })
+        .unwrap();
+    drop(store);
+    let again = ConfigStore::open(&path, Limits::default()).unwrap();
+    assert_eq!(
+        (again.load().burst, again.load().version().get()),
+        (Some(2.5), 2)
+    );
+}
