@@ -778,7 +778,8 @@ fn a_nan_anywhere_in_the_value_is_refused_and_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("limits.json");
     let store = ConfigStore::open(&path, Limits::default()).unwrap();
-    let cases: [(&str, fn(&mut Limits)); 3] = [
+    type MakeBad = fn(&mut Limits);
+    let cases: [(&str, MakeBad); 3] = [
         ("config.burst", |l| l.burst = Some(f64::NAN)),
         ("config.steps[1]", |l| l.steps = vec![1.0, f32::INFINITY]),
         ("config.per_route.api", |l| {
