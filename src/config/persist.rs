@@ -53,8 +53,40 @@ struct FileOut<'a, T> {
 /// What is read.
 #[derive(Deserialize)]
 struct FileIn<T> {
-    version: u64,
+    version: FileVersion,
     config: T,
+}
+
+/// A file's version: refused while it is read when it is 0, so that the
+/// format's error names the line and column as for any other bad value
+/// (found in review: a check after parsing had no position to give).
+struct FileVersion(u64);
+
+impl<'de> Deserialize<'de> for FileVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// Refuses 0 inside the format's own parse of the number, where
+        /// its error gets the number's position.
+        struct AtLeastOne;
+        impl serde::de::Visitor<'_> for AtLeastOne {
+            type Value = FileVersion;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a version of at least 1")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<FileVersion, E> {
+                if n == 0 {
+                    return Err(E::invalid_value(serde::de::Unexpected::Unsigned(0), &self));
+                }
+                Ok(FileVersion(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<FileVersion, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(n), &self)),
+                }
+            }
+        }
+        d.deserialize_u64(AtLeastOne)
+    }
 }
 
 /// Held while a process writes, links or renames any store's files, and
@@ -179,16 +211,7 @@ fn decode<T: DeserializeOwned>(
         #[cfg(feature = "toml")]
         Format::Toml => decode_toml(path, bytes)?,
     };
-    if file.version == 0 {
-        return Err(PersistError::parse(
-            path,
-            "version must be at least 1".into(),
-            None,
-            None,
-            Some("version".into()),
-        ));
-    }
-    Ok((Version::from(file.version), file.config))
+    Ok((Version::from(file.version.0), file.config))
 }
 
 fn decode_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<FileIn<T>, PersistError> {

@@ -814,3 +814,33 @@ fn a_nan_anywhere_in_the_value_is_refused_and_named() {
         (Some(2.5), 2)
     );
 }
+
+/// A file at version 0 names the line and the field like any other bad
+/// value (found in review: the check ran after parsing, with no line).
+#[test]
+fn a_version_of_zero_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    let text =
+        "{\n  \"config\": {\"port\": 1, \"name\": \"x\", \"counter\": 0},\n  \"version\": 0\n}\n";
+    fs::write(&path, text).unwrap();
+    let err = ConfigStore::open(&path, app()).unwrap_err();
+    let OpenError::Persist(e) = &err else {
+        panic!("expected a parse error, got {err:?}")
+    };
+    assert_eq!(e.kind(), PersistErrorKind::Parse);
+    assert_eq!((e.line(), e.field()), (Some(3), Some("version")), "{err}");
+    assert!(err.to_string().contains("at least 1"), "{err}");
+    assert_eq!(fs::read_to_string(&path).unwrap(), text);
+    #[cfg(feature = "toml")]
+    {
+        let path = dir.path().join("app.toml");
+        let text = "version = 0\n\n[config]\nport = 1\nname = \"x\"\ncounter = 0\n";
+        fs::write(&path, text).unwrap();
+        let err = ConfigStore::open(&path, app()).unwrap_err();
+        let OpenError::Persist(e) = &err else {
+            panic!("expected a parse error, got {err:?}")
+        };
+        assert_eq!((e.line(), e.field()), (Some(1), Some("version")), "{err}");
+    }
+}
