@@ -690,6 +690,12 @@ where
 
     /// Removes `key`; its value if it was resident and unexpired.
     ///
+    /// The value comes back as a clone (`V: Clone`, as for `get`): readers
+    /// that found the entry just before it was unlinked may still be
+    /// reading it, so it cannot be moved out; the entry itself is freed
+    /// once they are done (epoch-based reclamation). Put a big value in an
+    /// `Arc` to make that clone cheap.
+    ///
     /// # Examples
     /// ```
     /// let cache = unlocked::Cache::new(10);

@@ -276,6 +276,12 @@ impl Error for PersistError {
 /// Why an [`update`](super::ConfigStore::update) changed nothing. Memory
 /// and file are as they were before the call.
 ///
+/// It is `Display` when the closure's error `E` is, and an
+/// [`Error`](std::error::Error) (with `E` as the source of `Rejected`) when
+/// `E` is: give the closure an error type such as `String` or your own
+/// error to pass an `UpdateError` up with `?` into a `Box<dyn Error>`. The
+/// `()` and `&str` of the short examples are `Debug` only (`{:?}`).
+///
 /// # Examples
 /// ```
 /// use unlocked::config::{ConfigStore, UpdateError, Version};

@@ -51,6 +51,15 @@ const DEFAULT_HISTORY: usize = 16;
 /// A configuration of type `T`, read wait-free and updated by whole
 /// versions.
 ///
+/// # Bounds on `T`
+/// `Clone`: an update works on a copy of the latest version (copy on
+/// write). `Send + Sync + 'static`: every version is shared, behind an
+/// `Arc`, with readers on any thread, with subscribers and `on_change`
+/// callbacks that run on the committing thread, and with the history; a
+/// store is built to be shared between threads, so these are required for
+/// every method rather than only where a thread boundary is crossed (a
+/// single-threaded program keeps a `T` of `Rc`s in a plain variable).
+///
 /// # Concurrent calls
 /// - `load`, `reader`, `subscribe` and `history` may run on any number of
 ///   threads at once; `load` and a `Reader`'s load never wait for anything.
