@@ -116,13 +116,13 @@ pub(crate) struct Persister<T> {
     format: Format,
     encode: EncodeFn<T>,
     decode: DecodeFn<T>,
-    /// `false` after a failed reload: the file on disk is not one we
-    /// wrote, so it must not become the backup.
-    main_is_good: bool,
-    /// A digest of the bytes the file held when this store last wrote or
-    /// read it: a commit makes the file the backup only if it still holds
-    /// them, so a file damaged from outside never replaces a good backup
-    /// (found in review: garbage written over the file became `NAME.bak`).
+    /// A digest of the bytes the file held when this store last wrote it
+    /// or read and accepted it (`None`: no such file yet, as after a failed
+    /// open that recovers). A commit makes the file the backup only if it
+    /// still holds them, so neither a file damaged from outside (found in
+    /// review: such garbage became `NAME.bak`) nor one a `reload` refused
+    /// (even by a panic in `Deserialize` or a validator) replaces a good
+    /// backup.
     known: Option<u64>,
 }
 
@@ -394,7 +394,6 @@ impl<T> Persister<T> {
             format,
             encode: encode::<U>,
             decode: decode::<U>,
-            main_is_good: true,
             known: None,
         })
     }
@@ -514,7 +513,7 @@ impl<T> Persister<T> {
         // the new file is in place: a commit that fails before that leaves
         // the old backup as it was (found in review: a failed rename had
         // already replaced it).
-        let link = if self.main_is_good && self.file_is_known() {
+        let link = if self.file_is_known() {
             Some(self.link_backup()?)
         } else {
             None
@@ -548,7 +547,6 @@ impl<T> Persister<T> {
             self.put_back(link.is_some(), previous);
             return Err(e);
         }
-        self.main_is_good = true;
         self.known = Some(digest(bytes));
         Ok(())
     }
@@ -786,7 +784,6 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
                     OpenError::Persist(PersistError::io(&aside, "set the bad file aside", e))
                 })?;
         }
-        persister.main_is_good = false;
         persister
             .write(&value, version, None, &mut None)
             .map_err(OpenError::Persist)?;
@@ -907,16 +904,14 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
             )));
         };
         let path = persister.path().to_owned();
-        // Not good until read and validated: a `Deserialize` impl or a
-        // validator that panics must leave it so too, or the next commit
-        // would keep the refused file as the backup.
-        persister.main_is_good = false;
+        // `known` changes only once the file is read and validated: one a
+        // `Deserialize` impl or a validator refused, or panicked on, never
+        // becomes the backup at the next commit.
         let (_, value, known) = persister.read(&path).map_err(UpdateError::Persist)?;
         let value = value_slot.insert(value);
         if let Err(e) = self.shared.validate(value) {
             return Err(UpdateError::Invalid(e));
         }
-        persister.main_is_good = true;
         // The outside edit, now accepted, is what the next backup keeps.
         persister.known = Some(known);
         let version = writer
