@@ -629,6 +629,20 @@ impl<T> Persister<T> {
     }
 }
 
+/// Whether `open_or_recover` falls back to the backup for this error of
+/// the main file: its contents are bad (they do not parse, or a validator
+/// refuses them). An I/O error (permission denied, a device error, a
+/// directory at the path) says nothing about the contents and may pass:
+/// falling back would replace a file that may be good with the older
+/// backup, so it is returned instead, as `open` returns it.
+fn is_bad_contents(error: &OpenError) -> bool {
+    match error {
+        OpenError::Invalid { .. } => true,
+        OpenError::Persist(e) => e.kind() == PersistErrorKind::Parse,
+        OpenError::Build(_) => false,
+    }
+}
+
 impl<T: Clone + Send + Sync + 'static> Builder<T> {
     /// Opens (or creates from this builder's initial value) the file at
     /// `path`; see [`ConfigStore::open`].
@@ -711,7 +725,7 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
                 }
             }
             Ok(None) => (self.create(&mut persister, path)?, None),
-            Err(error) if recover => {
+            Err(error) if recover && is_bad_contents(&error) => {
                 let found = self.recover(&mut persister, error)?;
                 (found.0, Some(found.1))
             }
@@ -841,7 +855,11 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     /// fall back, if any.
     ///
     /// # Errors
-    /// The file's error when the backup is missing or bad too.
+    /// The file's error when the backup is missing or bad too. An I/O
+    /// error reading the file (permission denied, a device error) is
+    /// returned as [`open`](Self::open) returns it, with no fallback: it
+    /// says nothing about the file's contents, and falling back would
+    /// replace a file that may be good with the older backup.
     ///
     /// # Examples
     /// ```

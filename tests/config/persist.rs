@@ -844,3 +844,29 @@ fn a_version_of_zero_names_its_line() {
         assert_eq!((e.line(), e.field()), (Some(1), Some("version")), "{err}");
     }
 }
+
+/// An I/O error reading the file says nothing about its contents:
+/// `open_or_recover` returns it as `open` does and leaves the backup and
+/// the path as they are (it fell back on any error before, here failing
+/// only later, while setting the "bad file" aside).
+#[test]
+fn open_or_recover_returns_an_io_error_without_falling_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    let store = ConfigStore::open(&path, app()).unwrap();
+    bump(&store); // backup: version 1
+    drop(store);
+    // A directory where the file was: it exists, and reading it fails
+    // with an I/O error (a permission error would too, but tests may run
+    // as root).
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    let Err(OpenError::Persist(error)) = ConfigStore::open_or_recover(&path, app()) else {
+        panic!("an I/O error is returned");
+    };
+    assert_eq!(error.kind(), PersistErrorKind::Io);
+    assert!(error.to_string().contains("read"), "{error}");
+    assert!(path.is_dir());
+    assert!(!dir.path().join("app.json.corrupt").exists());
+    assert_eq!(on_disk(&dir.path().join("app.json.bak")), (1, 0));
+}
