@@ -383,6 +383,38 @@ fn default_and_per_entry_ttl() {
     assert_eq!(cache.stats().expirations, 3);
 }
 
+/// A TTL that reaches past the end of the clock's range never runs out
+/// (found in review: clamped just below "never", a `Duration::MAX` TTL ran
+/// out once the clock saturated, and near the top of the clock an hour
+/// lasted 9 ns); a zero TTL is still expired at once, even there.
+#[test]
+fn a_ttl_past_the_end_of_the_clock_never_runs_out() {
+    let clock = ManualClock::new();
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(8)
+        .time_to_live(Duration::MAX)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    cache.insert_with_ttl(2, 2, Duration::MAX);
+    clock.advance(Duration::MAX);
+    assert_eq!((cache.get(&1), cache.get(&2)), (Some(1), Some(2)));
+
+    let clock = ManualClock::new();
+    clock.set(Duration::from_nanos(u64::MAX - 10));
+    let cache = cache_with_clock(8, &clock);
+    cache.insert_with_ttl(1, 1, Duration::from_secs(3600));
+    cache.insert_with_ttl(2, 2, Duration::from_nanos(5));
+    clock.advance(Duration::from_nanos(9));
+    assert_eq!((cache.get(&1), cache.get(&2)), (Some(1), None));
+    clock.advance(Duration::MAX);
+    cache.insert_with_ttl(3, 3, Duration::ZERO);
+    assert_eq!((cache.get(&1), cache.get(&3)), (Some(1), None));
+    assert_eq!(cache.cleanup_expired(), 1, "key 2");
+    assert_eq!(cache.len(), 1);
+}
+
 #[test]
 fn overwriting_an_expired_entry_is_an_insert() {
     let clock = ManualClock::new();

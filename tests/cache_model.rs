@@ -50,6 +50,13 @@ impl Drop for Val {
     }
 }
 
+/// The cache's expiry rule, at clock reading `t`: `t + ttl`, or never when
+/// that passes the end of the clock's range; a zero TTL is expired at once.
+fn expiry(t: u128, ttl: Duration) -> Option<u128> {
+    let at = t + ttl.as_nanos();
+    (at < u128::from(u64::MAX) || ttl.is_zero()).then_some(at.min(u128::from(u64::MAX) - 1))
+}
+
 fn all_dropped(live: &AtomicIsize) {
     for _ in 0..100_000 {
         if live.load(SeqCst) == 0 {
@@ -135,14 +142,11 @@ fn sequential(seed: u64, ops: usize) {
                                 _ => Duration::from_secs(rng.below(4) as u64),
                             };
                             cache.insert_with_ttl(k, Val::new(id, w, &live), ttl);
-                            let exp = t.saturating_add(ttl.as_nanos()).min(u64::MAX as u128 - 1);
-                            model.insert(k, (id, w, Some(exp)));
+                            model.insert(k, (id, w, expiry(t, ttl)));
                         }
                         _ => {
                             cache.insert(k, Val::new(id, w, &live));
-                            let exp = default_ttl
-                                .map(|d| t.saturating_add(d.as_nanos()).min(u64::MAX as u128 - 1));
-                            model.insert(k, (id, w, exp));
+                            model.insert(k, (id, w, default_ttl.and_then(|d| expiry(t, d))));
                         }
                     }
                 }
@@ -195,9 +199,7 @@ fn sequential(seed: u64, ops: usize) {
                         misses += 1;
                         next_id += 1;
                         inserted.push(id);
-                        let exp = default_ttl
-                            .map(|d| t.saturating_add(d.as_nanos()).min(u64::MAX as u128 - 1));
-                        model.insert(k, (id, w, exp));
+                        model.insert(k, (id, w, default_ttl.and_then(|d| expiry(t, d))));
                         assert_eq!(expect, None, "{ctx}: loader ran for a resident key");
                         assert_eq!(got.id, id);
                     } else {

@@ -526,8 +526,21 @@ impl<K, V, S> Cache<K, V, S> {
         match ttl {
             None => NEVER,
             Some(ttl) => {
-                let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
-                nanos(&*self.clock).saturating_add(ttl).min(NEVER - 1)
+                let now = nanos(&*self.clock);
+                match u64::try_from(ttl.as_nanos())
+                    .ok()
+                    .and_then(|ttl| now.checked_add(ttl))
+                {
+                    Some(at) if at != NEVER => at,
+                    // Past the end of the clock's range: it never runs out,
+                    // as the work queue's saturated lease (found in review:
+                    // clamped below `NEVER`, a `Duration::MAX` TTL ran out
+                    // once the clock saturated, and near the top of the
+                    // clock an hour lasted nanoseconds).
+                    _ if !ttl.is_zero() => NEVER,
+                    // A zero TTL on a saturated clock: expired at once.
+                    _ => NEVER - 1,
+                }
             }
         }
     }
@@ -653,7 +666,9 @@ where
     }
 
     /// Inserts or replaces `key`'s value, expiring `ttl` from now (a zero
-    /// `ttl` makes an entry that is never returned).
+    /// `ttl` makes an entry that is never returned; one that reaches past
+    /// the end of the clock's range, such as `Duration::MAX`, never
+    /// expires).
     ///
     /// # Examples
     /// ```
