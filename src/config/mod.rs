@@ -385,9 +385,12 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
 
     /// Runs `callback` after each later commit, on a committing thread,
     /// after the new version is visible and after the writer lock is
-    /// released (so a callback may itself update the store). A callback
+    /// released (so a callback may itself update the store: reach it
+    /// through a [`Weak`](std::sync::Weak), since a callback that owns an
+    /// `Arc` of its store keeps the store alive for ever). A callback
     /// that panics is caught: the commit still succeeds and the other
-    /// callbacks still run.
+    /// callbacks still run. Dropping the store drops its callbacks (a
+    /// callback may own a [`Reader`] or a [`Subscription`] of it).
     ///
     /// Calls of one callback never overlap, and each gets a newer version
     /// than the one before, the latest committed when the call starts: a
@@ -477,6 +480,9 @@ impl<T> Shared<T> {
         committed: Arc<Committed<T>>,
     ) -> (Vec<Callback<T>>, Option<Arc<Committed<T>>>) {
         let version = committed.version().get();
+        // Still in the history (or in `evicted` below): not its last
+        // reference.
+        let _previous = std::mem::replace(&mut writer.current, Arc::clone(&committed));
         let evicted = {
             let mut history = lock(&self.history);
             let evicted = if history.len() == writer.history_len {
@@ -485,11 +491,16 @@ impl<T> Shared<T> {
                 None
             };
             history.push_back(Arc::clone(&committed));
+            // Under the history lock: `history()` (which takes it) then
+            // never lists a version that `load()` does not return yet, nor
+            // misses one that a `load()` before it returned (found in
+            // review: the history was pushed first, and a reader could
+            // find a version there that `load()` did not show). The old
+            // value the cell drops is not its last reference
+            // (`_previous`), so no user code runs under the lock.
+            self.cell.store(committed);
             evicted
         };
-        // Still in the history (or in `evicted`): not its last reference.
-        let _previous = std::mem::replace(&mut writer.current, Arc::clone(&committed));
-        self.cell.store(committed);
         // SeqCst: the writer half of the subscription protocol (see
         // `subscribe.rs`): after the cell, before notifying.
         self.published.store(version, SeqCst);
@@ -513,6 +524,13 @@ fn validate_with<T>(validators: &[Validator<T>], value: &T) -> Result<(), Valida
 impl<T> Drop for ConfigStore<T> {
     fn drop(&mut self) {
         self.shared.close();
+        // No commit can call the callbacks any more. A callback may own a
+        // `Reader` or a `Subscription` of this store, which keeps the
+        // shared state alive: left there, it would keep that state, and
+        // every value in it, alive for ever (found in review). Dropped
+        // after the lock is released: dropping one runs user code.
+        let callbacks = std::mem::take(&mut lock(&self.shared.writer).callbacks);
+        drop(callbacks);
     }
 }
 
