@@ -85,7 +85,7 @@ impl fmt::Display for BuildError {
                 "max_attempts must be at least 1: every item gets one attempt"
             }
             BuildError::TooManyAttempts => {
-                "max_attempts must be at most 2^29 - 1 (unlocked::work::MAX_ATTEMPTS)"
+                "max_attempts must be at most 536870911 (unlocked::work::MAX_ATTEMPTS, 2^29 - 1)"
             }
             BuildError::ZeroLease => {
                 "lease must be longer than zero: a zero lease expires as soon as it is granted"

@@ -99,6 +99,8 @@ fn builder_refuses_bad_settings_with_a_message() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("max_attempts"), "{e}");
+    // The limit written out (found in review: "2^29 - 1" only).
+    assert!(e.to_string().contains(&MAX_ATTEMPTS.to_string()), "{e}");
     let e = WorkQueue::<u8>::builder()
         .lease(Duration::ZERO)
         .build()

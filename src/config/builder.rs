@@ -93,6 +93,10 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
     /// [`BuildError::InvalidInitial`] when a validator refuses the initial
     /// value.
     ///
+    /// # Panics
+    /// A validator that panics: the panic propagates to the caller, and
+    /// no store is built.
+    ///
     /// # Examples
     /// ```
     /// let store = unlocked::config::ConfigStore::builder("a").build().unwrap();

@@ -238,7 +238,11 @@ impl PersistError {
 impl fmt::Display for PersistError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = &*self.inner;
-        write!(f, "{}", e.path.display())?;
+        if e.path.as_os_str().is_empty() {
+            f.write_str("(an empty path)")?;
+        } else {
+            write!(f, "{}", e.path.display())?;
+        }
         if let Some(line) = e.line {
             write!(f, ":{line}")?;
             if let Some(column) = e.column {
@@ -255,7 +259,10 @@ impl fmt::Display for PersistError {
             }
             PersistErrorKind::Io => match &e.source {
                 Some(source) => write!(f, ": could not {}: {source}", e.what),
-                None => write!(f, ": could not {}", e.what),
+                // No I/O error behind it: `what` is a whole sentence (a
+                // link loop, a path that names no file; found in review:
+                // "could not the path names no file").
+                None => write!(f, ": {}", e.what),
             },
             PersistErrorKind::Encode | PersistErrorKind::NotPersistent => {
                 write!(f, ": {}", e.what)

@@ -215,6 +215,11 @@ fn decode<T: DeserializeOwned>(
 }
 
 fn decode_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<FileIn<T>, PersistError> {
+    // A UTF-8 byte order mark, as some editors write, is not JSON to
+    // serde_json but says nothing wrong about the file: skipped, as the
+    // TOML reader does (found in review: refused with "expected value" at
+    // 1:1, where the same file as TOML opened).
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let file = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = field_name(e.path(), &e.inner().to_string());
@@ -650,6 +655,10 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
     /// # Errors
     /// As [`ConfigStore::open`]; [`OpenError::Build`] for a bad setting.
     ///
+    /// # Panics
+    /// A validator that panics: the panic propagates to the caller, and
+    /// the configuration file is neither created nor changed.
+    ///
     /// # Examples
     /// ```
     /// use unlocked::config::ConfigStore;
@@ -673,6 +682,10 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
     ///
     /// # Errors
     /// As [`ConfigStore::open_or_recover`].
+    ///
+    /// # Panics
+    /// A validator that panics: the panic propagates to the caller, and
+    /// the configuration file is neither created nor changed.
     ///
     /// # Examples
     /// ```
@@ -824,6 +837,10 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     /// [`Encode`](crate::config::PersistErrorKind::Encode), and no file is
     /// created.
     ///
+    /// # Panics
+    /// A validator that panics: the panic propagates to the caller, and
+    /// the configuration file is neither created nor changed.
+    ///
     /// # Examples
     /// ```
     /// use unlocked::config::ConfigStore;
@@ -860,6 +877,10 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     /// returned as [`open`](Self::open) returns it, with no fallback: it
     /// says nothing about the file's contents, and falling back would
     /// replace a file that may be good with the older backup.
+    ///
+    /// # Panics
+    /// A validator that panics: the panic propagates to the caller, and
+    /// the configuration file is neither created nor changed.
     ///
     /// # Examples
     /// ```

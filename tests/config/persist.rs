@@ -870,3 +870,48 @@ fn open_or_recover_returns_an_io_error_without_falling_back() {
     assert!(!dir.path().join("app.json.corrupt").exists());
     assert_eq!(on_disk(&dir.path().join("app.json.bak")), (1, 0));
 }
+
+/// Errors with no I/O error behind them read as sentences, and an empty
+/// path is named as such (found in review: "could not the path names no
+/// file", and an empty path printed as nothing).
+#[test]
+fn path_errors_read_as_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    let message = |path: &Path| match ConfigStore::open(path, app()) {
+        Err(OpenError::Persist(e)) => e.to_string(),
+        other => panic!("{path:?}: {:?}", other.map(|_| ())),
+    };
+    let up = message(&dir.path().join(".."));
+    assert!(up.ends_with(": the path names no file"), "{up}");
+    let empty = message(Path::new(""));
+    assert_eq!(empty, "(an empty path): the path names no file");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("b.json", dir.path().join("a.json")).unwrap();
+        std::os::unix::fs::symlink("a.json", dir.path().join("b.json")).unwrap();
+        let looped = message(&dir.path().join("a.json"));
+        assert!(
+            looped.ends_with(": more than 40 symbolic links to follow (a loop?)"),
+            "{looped}"
+        );
+    }
+    assert!(!up.contains("could not") && !empty.contains("could not"));
+}
+
+/// A JSON file that starts with a UTF-8 byte order mark (some editors
+/// write one) opens, as it does in TOML (found in review: "expected
+/// value" at 1:1).
+#[test]
+fn a_json_file_with_a_byte_order_mark_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.json");
+    fs::write(
+        &path,
+        "\u{feff}{\"version\": 4, \"config\": {\"port\": 1, \"name\": \"a\", \"counter\": 2}}",
+    )
+    .unwrap();
+    let store = ConfigStore::open(&path, app()).unwrap();
+    assert_eq!((store.load().version().get(), store.load().counter), (4, 2));
+    assert_eq!(bump(&store), 5);
+    assert_eq!(on_disk(&path), (5, 3));
+}
