@@ -896,7 +896,10 @@ where
 
     /// As [`get_or_insert_with`](Self::get_or_insert_with), for an async
     /// loader, on any executor. If this future is dropped while its loader
-    /// runs, a waiting caller takes over.
+    /// runs, a waiting caller takes over; one that is kept but no longer
+    /// polled (say, after a `timeout` around `&mut fut` ran out) keeps the
+    /// other callers waiting until it is polled or dropped. Like an `async
+    /// fn`'s, it panics if polled again after it returned `Ready`.
     ///
     /// # Examples
     /// ```
