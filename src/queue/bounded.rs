@@ -236,10 +236,10 @@ impl<T> BoundedQueue<T> {
     ///
     /// Resolves to `None` once the queue is closed and drained. Dropping the
     /// future before it resolves loses nothing: a wakeup it received passes
-    /// to another waiter. A future that was woken but is kept and never polled again
-    /// holds that wakeup back from the other waiters: drop a future you
-    /// stop polling. Like an `async fn`'s, it panics if polled again after
-    /// it returned `Ready`.
+    /// to another waiter. A future that was woken but is kept and never
+    /// polled again holds that wakeup back from the other waiters: drop a
+    /// future you stop polling. Like an `async fn`'s, it panics if polled
+    /// again after it returned `Ready`.
     ///
     /// # Examples
     /// ```

@@ -416,10 +416,10 @@ impl<T> UnboundedQueue<T> {
     }
 
     /// Waits for a value on any async executor; `None` once closed and
-    /// drained. Dropping the future loses nothing. A future that was woken but is kept and never polled again
-    /// holds that wakeup back from the other waiters: drop a future you
-    /// stop polling. Like an `async fn`'s, it panics if polled again after
-    /// it returned `Ready`.
+    /// drained. Dropping the future loses nothing. A future that was woken
+    /// but is kept and never polled again holds that wakeup back from the
+    /// other waiters: drop a future you stop polling. Like an `async fn`'s,
+    /// it panics if polled again after it returned `Ready`.
     ///
     /// # Examples
     /// ```

@@ -447,10 +447,10 @@ impl<T: Send + Sync + 'static> WorkQueue<T> {
     /// Waits for a pending item on any async executor; `None` once the
     /// queue is closed and nothing is claimable (items still backing off
     /// stay stored, as for [`claim_timeout`](Self::claim_timeout)).
-    /// Dropping the future loses nothing. A future that was woken but is kept and never polled again
-    /// holds that wakeup back from the other waiters: drop a future you
-    /// stop polling. Like an `async fn`'s, it panics if polled again after
-    /// it returned `Ready`.
+    /// Dropping the future loses nothing. A future that was woken but is
+    /// kept and never polled again holds that wakeup back from the other
+    /// waiters: drop a future you stop polling. Like an `async fn`'s, it
+    /// panics if polled again after it returned `Ready`.
     ///
     /// It has no timer (it works on any executor): an item whose retry
     /// backoff is over wakes it when some call puts the item back in the
