@@ -194,6 +194,16 @@ fn encode<T: Serialize>(value: &T, version: Version, format: Format) -> Result<V
                 v
             })
             .map_err(|e| e.to_string()),
+        // TOML integers are signed 64-bit: a version past `i64::MAX`
+        // cannot be written (found in review: toml's own "out-of-range
+        // value for u64 type" named neither the version nor the way out).
+        #[cfg(feature = "toml")]
+        Format::Toml if i64::try_from(version.get()).is_err() => Err(format!(
+            "version {} is past the last one a TOML file can hold \
+             ({}), so nothing was written; start from a file with a lower version",
+            version.get(),
+            i64::MAX
+        )),
         #[cfg(feature = "toml")]
         Format::Toml => toml::to_string(&out)
             .map(String::into_bytes)

@@ -915,3 +915,29 @@ fn a_json_file_with_a_byte_order_mark_opens() {
     assert_eq!(bump(&store), 5);
     assert_eq!(on_disk(&path), (5, 3));
 }
+
+/// A TOML file at the last version TOML can hold (`i64::MAX`): the next
+/// commit is refused with a message that says why, and the file is left
+/// (found in review: toml's "out-of-range value for u64 type").
+#[cfg(feature = "toml")]
+#[test]
+fn a_toml_file_at_its_last_version_refuses_the_next_one_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.toml");
+    let text = format!(
+        "version = {}\n\n[config]\nport = 1\nname = \"a\"\ncounter = 0\n",
+        i64::MAX
+    );
+    fs::write(&path, &text).unwrap();
+    let store = ConfigStore::open(&path, app()).unwrap();
+    let Err(UpdateError::Persist(e)) = store.update(|a| -> Result<(), ()> {
+        a.counter += 1;
+        Ok(())
+    }) else {
+        panic!("the next version cannot be written");
+    };
+    assert_eq!(e.kind(), PersistErrorKind::Encode);
+    assert!(e.to_string().contains(&i64::MAX.to_string()), "{e}");
+    assert_eq!(store.load().version().get(), i64::MAX as u64);
+    assert_eq!(fs::read_to_string(&path).unwrap(), text);
+}
