@@ -249,6 +249,10 @@ impl<T> Drop for Item<T> {
 /// An id belongs to the queue that returned it: ids of two queues are
 /// numbered alike, so another queue's id may name one of its own items.
 ///
+/// Ids are ordered (so they can key a `BTreeMap`), but their order is not
+/// the order items were added in: a freed slot is reused by a later `add`.
+/// [`snapshot`](super::WorkQueue::snapshot) lists items in add order.
+///
 /// # Examples
 /// ```
 /// let q = unlocked::WorkQueue::new();
