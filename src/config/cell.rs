@@ -64,6 +64,11 @@ mod arc_swap_cell {
         pub(crate) fn into_arc(value: Protected<T>) -> Arc<Committed<T>> {
             Guard::into_inner(value)
         }
+
+        /// A new strong reference to a loaded value.
+        pub(crate) fn share(value: &Protected<T>) -> Arc<Committed<T>> {
+            Arc::clone(value)
+        }
     }
 
     impl<T: fmt::Debug> fmt::Debug for Cell<T> {
@@ -182,6 +187,10 @@ mod loom_cell {
 
         pub(crate) fn into_arc(value: Protected<T>) -> Arc<Committed<T>> {
             value
+        }
+
+        pub(crate) fn share(value: &Protected<T>) -> Arc<Committed<T>> {
+            Arc::clone(value)
         }
     }
 

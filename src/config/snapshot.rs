@@ -242,6 +242,23 @@ impl<T> Snapshot<T> {
     }
 }
 
+/// A clone holds the same version: a strong reference to it (a full
+/// `Arc`, not a debt slot), so clones are fine to keep for long.
+///
+/// # Examples
+/// ```
+/// let store = unlocked::config::ConfigStore::new(1);
+/// let a = store.load();
+/// let b = a.clone();
+/// store.update(|n| -> Result<(), ()> { *n = 2; Ok(()) }).unwrap();
+/// assert_eq!((*a, *b, b.version()), (1, 1, a.version()));
+/// ```
+impl<T> Clone for Snapshot<T> {
+    fn clone(&self) -> Self {
+        Self::from_arc(Cell::share(&self.inner))
+    }
+}
+
 impl<T> Deref for Snapshot<T> {
     type Target = T;
 
