@@ -159,7 +159,7 @@ pub use build_error::BuildError;
 pub use build_error::BuildError as CacheBuildError;
 pub use build_error::BuildError as ConfigBuildError;
 pub use build_error::BuildError as WorkBuildError;
-pub use config::Builder as ConfigStoreBuilder;
+pub use config::ConfigStoreBuilder;
 
 /// loom models only (`--cfg unlocked_loom`): run deferred reclamation code
 /// at a quiescent point of a model (see `sync::epoch::loom_hooks`).

@@ -1,4 +1,4 @@
-//! [`Builder`]: validators and settings before the store exists.
+//! [`ConfigStoreBuilder`]: validators and settings before the store exists.
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,13 +25,13 @@ use super::{
 /// assert_eq!(store.load().workers, 4);
 /// ```
 #[must_use]
-pub struct Builder<T> {
+pub struct ConfigStoreBuilder<T> {
     pub(super) initial: T,
     pub(super) validators: Vec<Validator<T>>,
     pub(super) history: usize,
 }
 
-impl<T: Clone + Send + Sync + 'static> Builder<T> {
+impl<T: Clone + Send + Sync + 'static> ConfigStoreBuilder<T> {
     pub(super) fn new(initial: T) -> Self {
         Self {
             initial,
@@ -114,9 +114,9 @@ impl<T: Clone + Send + Sync + 'static> Builder<T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Builder<T> {
+impl<T: fmt::Debug> fmt::Debug for ConfigStoreBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("ConfigStoreBuilder")
             .field("initial", &self.initial)
             .field("validators", &self.validators.len())
             .field("history", &self.history)

@@ -31,7 +31,11 @@ use std::sync::Arc;
 
 use event_listener::Event;
 
-pub use builder::Builder;
+pub use builder::ConfigStoreBuilder;
+
+/// The former name of [`ConfigStoreBuilder`], kept so that code naming
+/// `unlocked::config::Builder` still compiles.
+pub type Builder<T> = ConfigStoreBuilder<T>;
 pub use error::{
     BoxError, BuildError, OpenError, PersistError, PersistErrorKind, UpdateError, ValidationError,
 };
@@ -169,8 +173,8 @@ impl<T: Clone + Send + Sync + 'static> ConfigStore<T> {
     /// assert!(store.update(|n| -> Result<(), ()> { *n = 1000; Ok(()) }).is_err());
     /// assert_eq!(*store.load(), 10);
     /// ```
-    pub fn builder(initial: T) -> Builder<T> {
-        Builder::new(initial)
+    pub fn builder(initial: T) -> ConfigStoreBuilder<T> {
+        ConfigStoreBuilder::new(initial)
     }
 
     pub(crate) fn from_parts(

@@ -30,8 +30,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    validate_with, Builder, Committed, ConfigStore, OpenError, PersistError, PersistErrorKind,
-    UpdateError, Version,
+    validate_with, Committed, ConfigStore, ConfigStoreBuilder, OpenError, PersistError,
+    PersistErrorKind, UpdateError, Version,
 };
 use crate::sync::lock;
 
@@ -658,7 +658,7 @@ fn is_bad_contents(error: &OpenError) -> bool {
     }
 }
 
-impl<T: Clone + Send + Sync + 'static> Builder<T> {
+impl<T: Clone + Send + Sync + 'static> ConfigStoreBuilder<T> {
     /// Opens (or creates from this builder's initial value) the file at
     /// `path`; see [`ConfigStore::open`].
     ///
