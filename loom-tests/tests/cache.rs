@@ -145,11 +145,25 @@ fn expiry_racing_refresh() {
             thread::spawn(move || clock.advance(Duration::from_nanos(5)))
         };
         let refresher = spawn_with(&c, |c| c.insert(1, 11));
-        let reader = spawn_with(&c, |c| c.get(&1));
+        let reader = {
+            let clock = clock.clone();
+            // Whether the tick had happened before the read: then the old
+            // value is expired and must not be returned (found by a
+            // mutation audit: a `get` that skipped the expiry check
+            // passed this model).
+            spawn_with(&c, move |c| {
+                let ticked = unlocked::Clock::now(&clock) >= Duration::from_nanos(5);
+                (ticked, c.get(&1))
+            })
+        };
         ticker.join().unwrap();
         refresher.join().unwrap();
-        let seen = reader.join().unwrap();
+        let (ticked, seen) = reader.join().unwrap();
         assert!(seen.is_none() || seen == Some(10) || seen == Some(11));
+        assert!(
+            !(ticked && seen == Some(10)),
+            "an expired value was returned"
+        );
         assert_eq!(c.get(&1), Some(11));
         let s = c.stats();
         assert!(
