@@ -233,3 +233,38 @@ fn racing_commits_give_each_callback_the_newest_version_once() {
         assert!(!*wrongly_called.lock().unwrap(), "a removed callback ran");
     });
 }
+
+/// Two writers race under a validator that allows one commit only: one
+/// gets version 2, the other `Invalid`, and no reader ever sees the
+/// refused value (found by a mutation audit: no model registered a
+/// validator, so publishing before validating passed every model).
+#[test]
+fn a_refused_commit_is_never_seen() {
+    loom::model(|| {
+        let store = Arc::new(
+            ConfigStore::builder(Pair { a: 0, b: 0 })
+                .validator(|p: &Pair| if p.a < 2 { Ok(()) } else { Err("a >= 2") })
+                .build()
+                .unwrap(),
+        );
+        let try_bump = |s: &ConfigStore<Pair>| {
+            s.update(|p| -> Result<(), ()> {
+                p.a += 1;
+                p.b += 1;
+                Ok(())
+            })
+            .map(|v| v.get())
+            .map_err(|e| matches!(e, unlocked::config::UpdateError::Invalid(_)))
+        };
+        let w1 = spawn_with(&store, try_bump);
+        let w2 = spawn_with(&store, try_bump);
+        let seen = store.load();
+        assert!(seen.a < 2 && seen.a == seen.b, "{seen:?}");
+        drop(seen);
+        let mut got = [w1.join().unwrap(), w2.join().unwrap()];
+        got.sort_unstable();
+        assert_eq!(got, [Ok(2), Err(true)]);
+        let last = store.load();
+        assert_eq!((last.version().get(), last.a), (2, 1));
+    });
+}
