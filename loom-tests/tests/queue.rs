@@ -381,11 +381,27 @@ fn unbounded_refused_push_stays_refused() {
         let closer = spawn_with(&q, |q| q.close());
         let pusher = spawn_with(&q, |q| {
             let a3 = q.push(3).is_ok();
-            (a3, q.is_closed(), q.push(4).is_ok())
+            let closed = q.is_closed();
+            let a4 = q.push(4).is_ok();
+            // A consumer that saw the queue closed may drain it and stop:
+            // nothing may land after that (found by a mutation audit: a
+            // refusal that set the flag without sealing first let a racing
+            // append land afterwards, and no model had such a consumer).
+            let drained = if closed {
+                drain_unbounded(q)
+            } else {
+                Vec::new()
+            };
+            (a3, closed, a4, drained)
         });
         let a2 = appender.join().unwrap();
         closer.join().unwrap();
-        let (a3, closed_after_a3, a4) = pusher.join().unwrap();
+        let (a3, closed_after_a3, a4, drained_when_closed) = pusher.join().unwrap();
+        let drained_after = drain_unbounded(&q);
+        assert!(
+            !closed_after_a3 || drained_after.is_empty(),
+            "{drained_after:?} landed after a consumer saw closed and drained"
+        );
         assert!(a3 || !a4, "push(3) refused, then push(4) accepted");
         // A refusal says the queue is closed, and so does `is_closed` from
         // then on, also while `close` is still in flight (found in review).
@@ -399,7 +415,7 @@ fn unbounded_refused_push_stays_refused() {
             .map(|(v, _)| v)
             .collect();
         assert_eq!(
-            sorted([drain_unbounded(&q)]),
+            sorted([drained_when_closed, drained_after]),
             sorted([vec![0, 1], accepted])
         );
     });
