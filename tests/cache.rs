@@ -470,6 +470,67 @@ fn evicting_an_expired_entry_counts_an_expiration() {
     assert_eq!((s.evictions, s.expirations), (0, 1));
 }
 
+/// An eviction victim whose TTL had run out is an expiration, not an
+/// eviction, also when the insert's sweep did not reach it first (found by
+/// a mutation audit: the test above, at capacity 1, always took the sweep's
+/// path, and a victim path that reported every victim as `Evicted`
+/// survived every suite). Random TTLs over a one-shard cache of 16; every
+/// notice is checked against whether that entry had expired.
+#[test]
+fn expired_victims_are_expirations_whoever_finds_them() {
+    let mut seen_expired_victim = false;
+    for seed in 1..=scaled(40, 3) as u64 {
+        let mut rng = XorShift::new(seed);
+        let clock = ManualClock::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let notices = Arc::clone(&log);
+        let cache: Cache<u64, u64> = Cache::builder()
+            .max_capacity(16)
+            .shards(1)
+            .clock(clock.clone())
+            .eviction_listener(move |k, _, cause| notices.lock().unwrap().push((*k, cause)))
+            .build()
+            .unwrap();
+        // Key -> expiry in seconds on the manual clock (None: never).
+        let mut expiry: HashMap<u64, Option<u64>> = HashMap::new();
+        let mut now = 0;
+        for step in 0..400u64 {
+            let key = 1_000 * seed + step;
+            if rng.below(3) == 0 {
+                let ttl = 1 + rng.below(3) as u64;
+                cache.insert_with_ttl(key, key, Duration::from_secs(ttl));
+                expiry.insert(key, Some(now + ttl));
+            } else {
+                cache.insert(key, key);
+                expiry.insert(key, None);
+            }
+            // Checked before the clock moves: the insert judged its
+            // victims at this `now`.
+            for (k, cause) in log.lock().unwrap().drain(..) {
+                let expired = expiry[&k].is_some_and(|at| now >= at);
+                let want = if expired {
+                    RemovalCause::Expired
+                } else {
+                    RemovalCause::Evicted
+                };
+                assert_eq!(cause, want, "seed {seed} step {step}: key {k}");
+                seen_expired_victim |= expired;
+            }
+            if rng.below(4) == 0 {
+                now += 1;
+                clock.advance(Duration::from_secs(1));
+            }
+        }
+        let s = cache.stats();
+        assert_eq!(
+            s.inserts,
+            s.evictions + s.expirations + cache.len() as u64,
+            "seed {seed}: {s:?}"
+        );
+    }
+    assert!(seen_expired_victim, "the workload never expired an entry");
+}
+
 // ---------------------------------------------------------------------------
 // Listener, iter, clear
 // ---------------------------------------------------------------------------
