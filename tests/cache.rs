@@ -411,8 +411,15 @@ fn a_ttl_past_the_end_of_the_clock_never_runs_out() {
     clock.advance(Duration::MAX);
     cache.insert_with_ttl(3, 3, Duration::ZERO);
     assert_eq!((cache.get(&1), cache.get(&3)), (Some(1), None));
-    assert_eq!(cache.cleanup_expired(), 1, "key 2");
-    assert_eq!(cache.len(), 1);
+    // Key 2 is reclaimed by an insert's sweep or by the cleanup, which of
+    // the two depends on where the keys hash (found under miri).
+    cache.cleanup_expired();
+    assert_eq!(
+        (cache.len(), cache.get(&1), cache.get(&2)),
+        (1, Some(1), None)
+    );
+    let s = cache.stats();
+    assert_eq!(s.inserts, s.expirations + 1, "{s:?}");
 }
 
 #[test]
@@ -494,7 +501,7 @@ fn expired_victims_are_expirations_whoever_finds_them() {
         // Key -> expiry in seconds on the manual clock (None: never).
         let mut expiry: HashMap<u64, Option<u64>> = HashMap::new();
         let mut now = 0;
-        for step in 0..400u64 {
+        for step in 0..scaled(400, 150) as u64 {
             let key = 1_000 * seed + step;
             if rng.below(3) == 0 {
                 let ttl = 1 + rng.below(3) as u64;
