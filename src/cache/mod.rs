@@ -525,23 +525,15 @@ impl<K, V, S> Cache<K, V, S> {
     fn expiry(&self, ttl: Option<Duration>) -> u64 {
         match ttl {
             None => NEVER,
-            Some(ttl) => {
-                let now = nanos(&*self.clock);
-                match u64::try_from(ttl.as_nanos())
-                    .ok()
-                    .and_then(|ttl| now.checked_add(ttl))
-                {
-                    Some(at) if at != NEVER => at,
-                    // Past the end of the clock's range: it never runs out,
-                    // as the work queue's saturated lease (found in review:
-                    // clamped below `NEVER`, a `Duration::MAX` TTL ran out
-                    // once the clock saturated, and near the top of the
-                    // clock an hour lasted nanoseconds).
-                    _ if !ttl.is_zero() => NEVER,
-                    // A zero TTL on a saturated clock: expired at once.
-                    _ => NEVER - 1,
-                }
-            }
+            // A zero TTL: expired at once, also on a saturated clock.
+            Some(ttl) if ttl.is_zero() => nanos(&*self.clock).min(NEVER - 1),
+            // Saturating, as the work queue's lease: a TTL past the end of
+            // the clock's range gives `NEVER` and never runs out (found in
+            // review: clamped below `NEVER`, a `Duration::MAX` TTL ran out
+            // once the clock saturated, and near the top of the clock an
+            // hour lasted nanoseconds).
+            Some(ttl) => nanos(&*self.clock)
+                .saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)),
         }
     }
 
